@@ -1,0 +1,704 @@
+//! Configuration: `mounts.toml` parsed raw, then validated once into a typed [`Config`].
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::{Spanned, Table, Value};
+
+use crate::error::{Error, Result};
+
+/// What a mount lets its users do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Permissions {
+    /// Read only: writes, mkdir, copies into it and deletes are refused.
+    ReadOnly,
+    /// Read and write, but no deletes.
+    ReadWrite,
+    /// Full access (the default).
+    #[default]
+    Delete,
+}
+
+impl Permissions {
+    /// Parse `readonly` | `readwrite` | `delete`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "readonly" => Some(Self::ReadOnly),
+            "readwrite" => Some(Self::ReadWrite),
+            "delete" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadOnly => "readonly",
+            Self::ReadWrite => "readwrite",
+            Self::Delete => "delete",
+        }
+    }
+    /// May the mount be written to?
+    pub fn can_write(self) -> bool {
+        self != Self::ReadOnly
+    }
+    /// May anything be deleted from the mount?
+    pub fn can_delete(self) -> bool {
+        self == Self::Delete
+    }
+}
+
+/// Which backend a mount uses, with its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A directory on the local disk.
+    Local {
+        /// The directory (absolute once validated).
+        root: PathBuf,
+        /// Create it when missing.
+        create: bool,
+    },
+    /// Process memory; each memory mount is its own namespace.
+    Memory,
+    /// An S3 bucket (or S3-compatible server).
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket that acts as the mount root.
+        prefix: Option<String>,
+        /// Region (default `us-east-1`).
+        region: String,
+        /// Endpoint of an S3-compatible server (path-style addressing).
+        endpoint_url: Option<String>,
+        /// Access key; otherwise the usual AWS environment variables.
+        access_key: Option<String>,
+        /// Secret key; otherwise the usual AWS environment variables.
+        secret_key: Option<String>,
+    },
+}
+
+impl Backend {
+    /// The config spelling of the protocol.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Backend::Local { .. } => "local",
+            Backend::Memory => "memory",
+            Backend::S3 { .. } => "s3",
+        }
+    }
+}
+
+/// The protocols a mount may use.
+pub const PROTOCOLS: &[&str] = &["local", "memory", "s3"];
+
+/// One named mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountConfig {
+    /// Name used in `name:path` and as the daemon's top-level directory.
+    pub name: String,
+    /// What users may do on it.
+    pub permissions: Permissions,
+    /// The backend and its settings.
+    pub backend: Backend,
+}
+
+impl MountConfig {
+    /// A local directory mount.
+    pub fn local(name: impl Into<String>, root: impl Into<PathBuf>) -> Self {
+        Self::with_backend(
+            name,
+            Backend::Local {
+                root: root.into(),
+                create: false,
+            },
+        )
+    }
+    /// A memory mount.
+    pub fn memory(name: impl Into<String>) -> Self {
+        Self::with_backend(name, Backend::Memory)
+    }
+    /// An S3 bucket mount.
+    pub fn s3(name: impl Into<String>, bucket: impl Into<String>) -> Self {
+        Self::with_backend(
+            name,
+            Backend::S3 {
+                bucket: bucket.into(),
+                prefix: None,
+                region: "us-east-1".into(),
+                endpoint_url: None,
+                access_key: None,
+                secret_key: None,
+            },
+        )
+    }
+    fn with_backend(name: impl Into<String>, backend: Backend) -> Self {
+        MountConfig {
+            name: name.into(),
+            permissions: Permissions::default(),
+            backend,
+        }
+    }
+    /// Set the permissions.
+    pub fn permissions(mut self, p: Permissions) -> Self {
+        self.permissions = p;
+        self
+    }
+    /// Local: create the root directory when missing.
+    pub fn create(mut self, yes: bool) -> Self {
+        if let Backend::Local { create, .. } = &mut self.backend {
+            *create = yes;
+        }
+        self
+    }
+    /// S3: key prefix.
+    pub fn prefix(mut self, v: impl Into<String>) -> Self {
+        if let Backend::S3 { prefix, .. } = &mut self.backend {
+            *prefix = Some(v.into());
+        }
+        self
+    }
+    /// S3: region.
+    pub fn region(mut self, v: impl Into<String>) -> Self {
+        if let Backend::S3 { region, .. } = &mut self.backend {
+            *region = v.into();
+        }
+        self
+    }
+    /// S3: endpoint of an S3-compatible server.
+    pub fn endpoint_url(mut self, v: impl Into<String>) -> Self {
+        if let Backend::S3 { endpoint_url, .. } = &mut self.backend {
+            *endpoint_url = Some(v.into());
+        }
+        self
+    }
+    /// S3: access key.
+    pub fn access_key(mut self, v: impl Into<String>) -> Self {
+        if let Backend::S3 { access_key, .. } = &mut self.backend {
+            *access_key = Some(v.into());
+        }
+        self
+    }
+    /// S3: secret key.
+    pub fn secret_key(mut self, v: impl Into<String>) -> Self {
+        if let Backend::S3 { secret_key, .. } = &mut self.backend {
+            *secret_key = Some(v.into());
+        }
+        self
+    }
+
+    /// Check what does not need the backend: the name and required fields, and for local mounts
+    /// the root directory (created when `create` is set). Relative local roots resolve against
+    /// `base`. `ctx` prefixes error messages (file and line).
+    pub fn validate(mut self, base: Option<&Path>, ctx: &str) -> Result<Self> {
+        let who = format!("{ctx}mount \"{}\"", self.name);
+        validate_name(&self.name).map_err(|m| Error::config(format!("{who}: key \"name\""), m))?;
+        match &mut self.backend {
+            Backend::Local { root, create } => {
+                if root.as_os_str().is_empty() {
+                    return Err(Error::config(
+                        format!("{who}: key \"root_path\""),
+                        "must not be empty",
+                    ));
+                }
+                if root.is_relative() {
+                    if let Some(base) = base {
+                        *root = base.join(&*root);
+                    }
+                }
+                let key = format!("{who}: key \"root_path\"");
+                match std::fs::metadata(&*root) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        return Err(Error::config(
+                            key,
+                            format!("{} is not a directory", root.display()),
+                        ))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && *create => {
+                        std::fs::create_dir_all(&*root).map_err(|e| {
+                            Error::config(
+                                key.clone(),
+                                format!("cannot create {}: {e}", root.display()),
+                            )
+                        })?;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(Error::config(
+                            key,
+                            format!(
+                                "{} does not exist (set create = true to create it)",
+                                root.display()
+                            ),
+                        ))
+                    }
+                    Err(e) => return Err(Error::config(key, format!("{}: {e}", root.display()))),
+                }
+                *root = root.canonicalize().map_err(|e| {
+                    Error::config(format!("{who}: key \"root_path\""), e.to_string())
+                })?;
+            }
+            Backend::Memory => {}
+            Backend::S3 { bucket, .. } => {
+                if bucket.is_empty() {
+                    return Err(Error::config(
+                        format!("{who}: key \"bucket\""),
+                        "must not be empty",
+                    ));
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Mount names: letters, digits, `_`, `-`, `.`; not `.` or `..`.
+pub fn validate_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a valid mount name"));
+    }
+    if name.len() > 255 {
+        return Err("is longer than 255 bytes".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "{name:?} has the character {c:?}; use letters, digits, '_', '-' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Check a list of mounts as a whole (names unique) and each one.
+pub fn validate_mounts(mounts: Vec<MountConfig>, base: Option<&Path>) -> Result<Vec<MountConfig>> {
+    let mut out: Vec<MountConfig> = Vec::with_capacity(mounts.len());
+    for m in mounts {
+        if out.iter().any(|o| o.name == m.name) {
+            return Err(Error::config(
+                format!("mount \"{}\": key \"name\"", m.name),
+                "duplicate mount name",
+            ));
+        }
+        out.push(m.validate(base, "")?);
+    }
+    Ok(out)
+}
+
+/// Settings of the FUSE daemon: the `[fuse]` table. Command-line flags override them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FuseConfig {
+    /// Refuse every change with EROFS.
+    pub read_only: Option<bool>,
+    /// Let other users in (turns on `default_permissions`).
+    pub allow_other: Option<bool>,
+    /// Owner shown for every entry.
+    pub uid: Option<u32>,
+    /// Group shown for every entry.
+    pub gid: Option<u32>,
+    /// Mode of files on backends without modes (octal string such as `"0644"`).
+    pub file_mode: Option<String>,
+    /// Mode of directories on backends without modes (octal string such as `"0755"`).
+    pub dir_mode: Option<String>,
+    /// Attribute and entry TTL in seconds.
+    pub attr_ttl: Option<f64>,
+    /// TTL of negative entries in seconds.
+    pub negative_ttl: Option<f64>,
+    /// Where dirty data is staged.
+    pub cache_dir: Option<PathBuf>,
+    /// Worker threads of the runtime.
+    pub threads: Option<usize>,
+    /// Extra mount options, as `-o` takes them.
+    pub options: Option<Vec<String>>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    /// The mounts, in file order.
+    pub mounts: Vec<MountConfig>,
+    /// The `[fuse]` table.
+    pub fuse: FuseConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    mount: Vec<Spanned<Table>>,
+    #[serde(default)]
+    fuse: Option<Spanned<Table>>,
+}
+
+const COMMON_KEYS: &[&str] = &["name", "protocol", "permissions"];
+const LOCAL_KEYS: &[&str] = &["root_path", "create"];
+const S3_KEYS: &[&str] = &[
+    "bucket",
+    "prefix",
+    "region",
+    "endpoint_url",
+    "access_key",
+    "secret_key",
+];
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(path.display().to_string(), format!("cannot read: {e}")))?;
+        let base = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."));
+        Self::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parse and validate config text; `origin` names it in errors, `base` resolves relative roots.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let msg = e.message().trim().to_string();
+            Error::config(at(origin, line), msg)
+        })?;
+        let mut mounts: Vec<MountConfig> = Vec::new();
+        for (i, table) in raw.mount.iter().enumerate() {
+            let span = table.span();
+            let line = line_of(text, span.start);
+            let m = parse_mount(table.get_ref(), i, text, span.clone(), origin, line)?;
+            if let Some(first) = mounts.iter().position(|o| o.name == m.name) {
+                let l = key_line(text, span.clone(), "name").unwrap_or(line);
+                return Err(Error::config(
+                    format!("{}mount \"{}\": key \"name\"", at(origin, Some(l)), m.name),
+                    format!("duplicate mount name (mount #{} has it too)", first + 1),
+                ));
+            }
+            let m = m.validate(
+                Some(base),
+                &at(
+                    origin,
+                    Some(key_line(text, span, "root_path").unwrap_or(line)),
+                ),
+            )?;
+            mounts.push(m);
+        }
+        let fuse = match raw.fuse {
+            None => FuseConfig::default(),
+            Some(t) => {
+                let line = line_of(text, t.span().start);
+                Value::Table(t.into_inner())
+                    .try_into::<FuseConfig>()
+                    .map_err(|e| {
+                        Error::config(
+                            format!("{}[fuse]", at(origin, Some(line))),
+                            e.message().trim().to_string(),
+                        )
+                    })?
+            }
+        };
+        Ok(Config { mounts, fuse })
+    }
+}
+
+fn at(origin: &str, line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("{origin}:{l}: "),
+        None => format!("{origin}: "),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line of `key = ...` inside the byte span of a table, if it is written there.
+fn key_line(text: &str, span: std::ops::Range<usize>, key: &str) -> Option<usize> {
+    let start = span.start.min(text.len());
+    let end = span.end.min(text.len());
+    let mut offset = start;
+    for l in text[start..end].split_inclusive('\n') {
+        let t = l.trim_start();
+        if let Some(rest) = t.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') {
+                return Some(line_of(text, offset));
+            }
+        }
+        offset += l.len();
+    }
+    None
+}
+
+fn parse_mount(
+    t: &Table,
+    index: usize,
+    text: &str,
+    span: std::ops::Range<usize>,
+    origin: &str,
+    line: usize,
+) -> Result<MountConfig> {
+    let kl = |key: &str| {
+        at(
+            origin,
+            Some(key_line(text, span.clone(), key).unwrap_or(line)),
+        )
+    };
+    let name = match t.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => {
+            return Err(Error::config(
+                format!("{}mount #{}: key \"name\"", kl("name"), index + 1),
+                format!("expected a string, found {}", v.type_str()),
+            ))
+        }
+        None => {
+            return Err(Error::config(
+                format!(
+                    "{}mount #{}: key \"name\"",
+                    at(origin, Some(line)),
+                    index + 1
+                ),
+                "missing (every mount needs a name)",
+            ))
+        }
+    };
+    let who = |key: &str| format!("{}mount \"{name}\": key \"{key}\"", kl(key));
+    let string = |key: &str| -> Result<Option<String>> {
+        match t.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(Error::config(
+                who(key),
+                format!("expected a string, found {}", v.type_str()),
+            )),
+        }
+    };
+    validate_name(&name).map_err(|m| Error::config(who("name"), m))?;
+    let protocol = string("protocol")?.ok_or_else(|| {
+        Error::config(
+            who("protocol"),
+            format!("missing; valid protocols: {}", PROTOCOLS.join(", ")),
+        )
+    })?;
+    let allowed: &[&str] = match protocol.as_str() {
+        "local" => LOCAL_KEYS,
+        "memory" => &[],
+        "s3" => S3_KEYS,
+        other => {
+            return Err(Error::config(
+                who("protocol"),
+                format!(
+                    "unknown protocol {other:?}; valid protocols: {}",
+                    PROTOCOLS.join(", ")
+                ),
+            ))
+        }
+    };
+    for key in t.keys() {
+        if !COMMON_KEYS.contains(&key.as_str()) && !allowed.contains(&key.as_str()) {
+            let mut valid: Vec<&str> = COMMON_KEYS.to_vec();
+            valid.extend_from_slice(allowed);
+            return Err(Error::config(
+                who(key),
+                format!(
+                    "unknown key for protocol {protocol}; valid keys: {}",
+                    valid.join(", ")
+                ),
+            ));
+        }
+    }
+    let permissions = match string("permissions")? {
+        None => Permissions::default(),
+        Some(p) => Permissions::parse(&p).ok_or_else(|| {
+            Error::config(
+                who("permissions"),
+                format!("unknown value {p:?}; valid: readonly, readwrite, delete"),
+            )
+        })?,
+    };
+    let backend = match protocol.as_str() {
+        "local" => {
+            let root = string("root_path")?.ok_or_else(|| {
+                Error::config(who("root_path"), "missing (a local mount needs root_path)")
+            })?;
+            let create = match t.get("create") {
+                None => false,
+                Some(Value::Boolean(b)) => *b,
+                Some(v) => {
+                    return Err(Error::config(
+                        who("create"),
+                        format!("expected a boolean, found {}", v.type_str()),
+                    ))
+                }
+            };
+            Backend::Local {
+                root: PathBuf::from(root),
+                create,
+            }
+        }
+        "memory" => Backend::Memory,
+        _ => Backend::S3 {
+            bucket: string("bucket")?.ok_or_else(|| {
+                Error::config(who("bucket"), "missing (an s3 mount needs bucket)")
+            })?,
+            prefix: string("prefix")?,
+            region: string("region")?.unwrap_or_else(|| "us-east-1".into()),
+            endpoint_url: string("endpoint_url")?,
+            access_key: string("access_key")?,
+            secret_key: string("secret_key")?,
+        },
+    };
+    Ok(MountConfig {
+        name,
+        permissions,
+        backend,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, "mounts.toml", Path::new("/tmp"))
+    }
+
+    #[test]
+    fn parses_all_protocols() {
+        let c = parse(
+            r#"
+[[mount]]
+name = "tmp"
+protocol = "local"
+root_path = "/tmp"
+
+[[mount]]
+name = "mem"
+protocol = "memory"
+permissions = "readonly"
+
+[[mount]]
+name = "bucket"
+protocol = "s3"
+bucket = "b"
+endpoint_url = "http://127.0.0.1:9000"
+
+[fuse]
+attr_ttl = 2.0
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.mounts.len(), 3);
+        assert_eq!(c.mounts[1].permissions, Permissions::ReadOnly);
+        assert_eq!(c.fuse.attr_ttl, Some(2.0));
+        match &c.mounts[2].backend {
+            Backend::S3 { region, .. } => assert_eq!(region, "us-east-1"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_file_line_mount_and_key() {
+        let e = err("[[mount]]\nname = \"a\"\nprotocol = \"ftp\"\n");
+        assert!(
+            e.starts_with("mounts.toml:3: mount \"a\": key \"protocol\""),
+            "{e}"
+        );
+        assert!(e.contains("local, memory, s3"), "{e}");
+
+        let e = err("[[mount]]\nname = \"a\"\nprotocol = \"local\"\nroot_pth = \"/tmp\"\n");
+        assert!(
+            e.starts_with("mounts.toml:4: mount \"a\": key \"root_pth\""),
+            "{e}"
+        );
+
+        let e = err("[[mount]]\nname = \"a\"\nprotocol = \"memory\"\n[[mount]]\nname = \"a\"\nprotocol = \"memory\"\n");
+        assert!(
+            e.contains("mounts.toml:5: mount \"a\": key \"name\": duplicate"),
+            "{e}"
+        );
+
+        let e =
+            err("[[mount]]\nname = \"a\"\nprotocol = \"local\"\nroot_path = \"/nonexistent/x\"\n");
+        assert!(
+            e.contains("mounts.toml:4: mount \"a\": key \"root_path\""),
+            "{e}"
+        );
+        assert!(e.contains("does not exist"), "{e}");
+
+        let e = err("[[mount]]\nname = \"b\"\nprotocol = \"s3\"\n");
+        assert!(e.contains("mount \"b\": key \"bucket\": missing"), "{e}");
+
+        let e = err("[[mount]]\nname = \"c\"\nprotocol = \"local\"\nroot_path = \"/tmp\"\ncreate = \"yes\"\n");
+        assert!(
+            e.contains("mounts.toml:5: mount \"c\": key \"create\": expected a boolean"),
+            "{e}"
+        );
+
+        let e = err("[[mount]]\nname = \"bad name\"\nprotocol = \"memory\"\n");
+        assert!(e.contains("key \"name\""), "{e}");
+
+        let e = err("[[mounts]]\nname = \"a\"\n");
+        assert!(e.starts_with("mounts.toml:1: "), "{e}");
+        assert!(e.contains("mounts"), "{e}");
+
+        let e = err("[[mount]]\nname = \"a\"\nprotocol = \"memory\"\npermissions = \"all\"\n");
+        assert!(
+            e.contains("mounts.toml:4: mount \"a\": key \"permissions\""),
+            "{e}"
+        );
+
+        let e = err("[fuse]\nattr_tl = 1\n");
+        assert!(e.starts_with("mounts.toml:1: [fuse]"), "{e}");
+        assert!(e.contains("attr_tl"), "{e}");
+
+        let e = err("[[mount]]\nname = 3\n");
+        assert!(e.contains("key \"name\": expected a string"), "{e}");
+
+        let e = err("[[mount\n");
+        assert!(e.starts_with("mounts.toml:1: "), "{e}");
+    }
+
+    #[test]
+    fn relative_root_resolves_against_the_config_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let c = Config::parse(
+            "[[mount]]\nname = \"a\"\nprotocol = \"local\"\nroot_path = \"data\"\n",
+            "x.toml",
+            dir.path(),
+        )
+        .unwrap();
+        match &c.mounts[0].backend {
+            Backend::Local { root, .. } => {
+                assert_eq!(root, &dir.path().join("data").canonicalize().unwrap())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn root_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let e = validate_mounts(vec![MountConfig::local("a", dir.path().join("f"))], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mount \"a\": key \"root_path\"") && e.contains("not a directory"),
+            "{e}"
+        );
+    }
+}

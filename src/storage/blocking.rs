@@ -1,0 +1,197 @@
+//! `StorageManager` / `StorageNode`: the library API for programs without async, on a runtime
+//! of their own.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::config::{Config, MountConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::manager::AsyncStorageManager;
+use crate::storage::mount::Entry;
+use crate::storage::node::AsyncNode;
+
+/// Owns the runtime; shuts it down without blocking so that dropping it inside another
+/// runtime never panics.
+#[derive(Debug)]
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Runtime {
+    fn block_on<F: std::future::Future>(&self, f: F) -> Result<F::Output> {
+        let rt = self.0.as_ref().expect("runtime present until drop");
+        match tokio::runtime::Handle::try_current() {
+            Err(_) => Ok(rt.block_on(f)),
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                Ok(tokio::task::block_in_place(|| rt.block_on(f)))
+            }
+            Ok(_) => Err(Error::new(
+                ErrorKind::Runtime,
+                "",
+                "the blocking StorageManager was called from a current-thread tokio runtime; \
+                 use AsyncStorageManager there (or a multi-thread runtime)",
+            )),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The blocking form of [`AsyncStorageManager`], with the same API.
+#[derive(Clone, Debug)]
+pub struct StorageManager {
+    inner: AsyncStorageManager,
+    rt: Arc<Runtime>,
+}
+
+/// The blocking form of [`AsyncNode`].
+#[derive(Clone, Debug)]
+pub struct StorageNode {
+    inner: AsyncNode,
+    rt: Arc<Runtime>,
+}
+
+impl StorageManager {
+    /// A manager with its own runtime (two worker threads).
+    pub fn new() -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("genro-storage")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::from_io("runtime", e))?;
+        Ok(StorageManager {
+            inner: AsyncStorageManager::new(),
+            rt: Arc::new(Runtime(Some(rt))),
+        })
+    }
+    /// Add mounts.
+    pub fn configure(&self, mounts: Vec<MountConfig>) -> Result<()> {
+        self.rt.block_on(self.inner.configure(mounts))?
+    }
+    /// Add the mounts of a config file.
+    pub fn configure_file(&self, file: impl AsRef<std::path::Path>) -> Result<Config> {
+        self.rt.block_on(self.inner.configure_file(file))?
+    }
+    /// A node for `"mount:path"`.
+    pub fn node(&self, fullpath: &str) -> Result<StorageNode> {
+        Ok(StorageNode {
+            inner: self.inner.node(fullpath)?,
+            rt: self.rt.clone(),
+        })
+    }
+    /// Is a mount with this name configured?
+    pub fn has_mount(&self, name: &str) -> bool {
+        self.inner.has_mount(name)
+    }
+    /// The configured mount names.
+    pub fn mount_names(&self) -> Vec<String> {
+        self.inner.mount_names()
+    }
+    /// Drop every mount.
+    pub fn close_all(&self) -> Result<()> {
+        self.rt.block_on(self.inner.close_all())?
+    }
+    /// The async manager behind this one.
+    pub fn as_async(&self) -> &AsyncStorageManager {
+        &self.inner
+    }
+}
+
+macro_rules! blocking {
+    ($( $(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )*) => {
+        $( $(#[$doc])* pub fn $name(&self $(, $arg: $ty)*) -> Result<$ret> {
+            self.rt.block_on(self.inner.$name($($arg),*))?
+        } )*
+    };
+}
+
+impl StorageNode {
+    fn wrap(&self, inner: AsyncNode) -> StorageNode {
+        StorageNode {
+            inner,
+            rt: self.rt.clone(),
+        }
+    }
+    blocking! {
+        /// Does the path exist?
+        fn exists(&self) -> bool;
+        /// Is it a file?
+        fn is_file(&self) -> bool;
+        /// Is it a directory?
+        fn is_dir(&self) -> bool;
+        /// Size in bytes.
+        fn size(&self) -> u64;
+        /// Last modification.
+        fn mtime(&self) -> SystemTime;
+        /// Stat (None when missing).
+        fn stat(&self) -> Option<Entry>;
+        /// The whole content.
+        fn read(&self) -> Vec<u8>;
+        /// The content as text.
+        fn read_text(&self) -> String;
+        /// Bytes `start..end`, clamped.
+        fn read_range(&self, start: u64, end: u64) -> Bytes;
+        /// Write text.
+        fn write_text(&self, text: &str) -> ();
+        /// `mkdir -p`.
+        fn mkdir(&self) -> ();
+        /// Delete (recursively); missing is Ok.
+        fn delete(&self) -> ();
+    }
+    /// Write the whole content.
+    pub fn write(&self, data: impl Into<Bytes>) -> Result<()> {
+        self.rt.block_on(self.inner.write(data))?
+    }
+    /// The children.
+    pub fn list(&self) -> Result<Vec<StorageNode>> {
+        let v = self.rt.block_on(self.inner.list())??;
+        Ok(v.into_iter().map(|n| self.wrap(n)).collect())
+    }
+    /// Copy to `dest`.
+    pub fn copy(&self, dest: &StorageNode) -> Result<()> {
+        self.rt.block_on(self.inner.copy(&dest.inner))?
+    }
+    /// Move to `dest`.
+    pub fn move_to(&self, dest: &StorageNode) -> Result<()> {
+        self.rt.block_on(self.inner.move_to(&dest.inner))?
+    }
+    /// `"mount:path"`.
+    pub fn fullpath(&self) -> String {
+        self.inner.fullpath()
+    }
+    /// The path inside the mount.
+    pub fn path(&self) -> &str {
+        self.inner.path()
+    }
+    /// The last component.
+    pub fn basename(&self) -> &str {
+        self.inner.basename()
+    }
+    /// The basename without its suffix.
+    pub fn stem(&self) -> &str {
+        self.inner.stem()
+    }
+    /// The suffix with its dot.
+    pub fn suffix(&self) -> &str {
+        self.inner.suffix()
+    }
+    /// The parent directory.
+    pub fn parent(&self) -> StorageNode {
+        self.wrap(self.inner.parent())
+    }
+    /// A child.
+    pub fn child(&self, name: &str) -> Result<StorageNode> {
+        Ok(self.wrap(self.inner.child(name)?))
+    }
+    /// The async node behind this one.
+    pub fn as_async(&self) -> &AsyncNode {
+        &self.inner
+    }
+}

@@ -1,0 +1,126 @@
+//! `AsyncStorageManager`: the set of configured mounts, and nodes handed out by `"mount:path"`.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use crate::config::{validate_mounts, Config, MountConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::mount::Mount;
+use crate::storage::node::AsyncNode;
+use crate::storage::path;
+
+/// The async entry point: configure mounts, then ask for nodes.
+///
+/// Cloning is cheap and clones share the mounts. The mount table is behind a `std` lock that
+/// is only held to look a mount up, never across an `.await`.
+#[derive(Clone, Default, Debug)]
+pub struct AsyncStorageManager {
+    mounts: Arc<RwLock<Vec<Arc<Mount>>>>,
+}
+
+impl AsyncStorageManager {
+    /// A manager with no mounts.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add mounts (a mount with the name of an existing one replaces it). Every mount is
+    /// validated and built before any is added, so a bad list changes nothing.
+    pub async fn configure(&self, mounts: Vec<MountConfig>) -> Result<()> {
+        let mounts = validate_mounts(mounts, None)?;
+        self.install(mounts)
+    }
+
+    /// Add the mounts of a config file.
+    pub async fn configure_file(&self, file: impl AsRef<Path>) -> Result<Config> {
+        let config = Config::from_file(file)?;
+        self.install(config.mounts.clone())?;
+        Ok(config)
+    }
+
+    /// Add the mounts of an already validated config.
+    pub fn configure_validated(&self, config: &Config) -> Result<()> {
+        self.install(config.mounts.clone())
+    }
+
+    fn install(&self, mounts: Vec<MountConfig>) -> Result<()> {
+        let built: Vec<Arc<Mount>> = mounts.into_iter().map(Mount::new).collect::<Result<_>>()?;
+        let mut table = self.mounts.write().unwrap_or_else(|e| e.into_inner());
+        for m in built {
+            match table.iter_mut().find(|o| o.name() == m.name()) {
+                Some(slot) => *slot = m,
+                None => table.push(m),
+            }
+        }
+        Ok(())
+    }
+
+    /// The mount called `name`.
+    pub fn mount(&self, name: &str) -> Result<Arc<Mount>> {
+        let table = self.mounts.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .iter()
+            .find(|m| m.name() == name)
+            .cloned()
+            .ok_or_else(|| {
+                let names: Vec<&str> = table.iter().map(|m| m.name()).collect();
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("{name}:"),
+                    format!(
+                        "unknown mount {name:?} (configured: {})",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                )
+            })
+    }
+
+    /// All mounts, in configuration order.
+    pub fn mounts(&self) -> Vec<Arc<Mount>> {
+        self.mounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A node for `"mount:path"`. An unknown mount or a bad path is an error.
+    pub fn node(&self, fullpath: &str) -> Result<AsyncNode> {
+        let (name, p) = path::split_fullpath(fullpath)?;
+        let mount = self.mount(name)?;
+        let p = path::normalize(p).map_err(|(k, m)| Error::new(k, fullpath, m))?;
+        Ok(AsyncNode::new(mount, p))
+    }
+
+    /// Is a mount with this name configured?
+    pub fn has_mount(&self, name: &str) -> bool {
+        self.mounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|m| m.name() == name)
+    }
+
+    /// The names of the configured mounts, in configuration order.
+    pub fn mount_names(&self) -> Vec<String> {
+        self.mounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect()
+    }
+
+    /// Drop every mount. Nodes still held keep their mount alive until they are dropped;
+    /// writes are complete when their call returns, so nothing is pending here.
+    pub async fn close_all(&self) -> Result<()> {
+        self.mounts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,586 @@
+//! One mount: its `opendal::Operator` (built here, the backend factory) and the primitive
+//! operations on normalised paths, with every opendal trap handled once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{services, Capability, EntryMode, Metadata, Operator};
+
+use crate::config::{Backend, MountConfig, Permissions};
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::path;
+
+/// Size of the chunks used to stream and to upload (S3 multipart part size).
+pub const CHUNK: usize = 8 << 20;
+/// Parts uploaded or fetched in parallel.
+pub const CONCURRENT: usize = 4;
+
+/// File or directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file (an object).
+    File,
+    /// A directory (a prefix on object stores).
+    Dir,
+}
+
+/// What a stat or a listing knows of a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// File or directory.
+    pub kind: EntryKind,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Last modification (the mount's start time where the backend keeps none).
+    pub mtime: SystemTime,
+    /// ETag or content hash, where the backend has one.
+    pub etag: Option<String>,
+}
+
+impl Entry {
+    /// True for directories.
+    pub fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+}
+
+/// A configured mount: name, permissions and the operator that reaches its backend.
+#[derive(Debug)]
+pub struct Mount {
+    config: MountConfig,
+    op: Operator,
+    caps: Capability,
+    started: SystemTime,
+}
+
+impl Mount {
+    /// Build the operator for a validated mount config.
+    pub fn new(config: MountConfig) -> Result<Arc<Mount>> {
+        let who = format!("mount \"{}\"", config.name);
+        let op = match &config.backend {
+            Backend::Local { root, .. } => {
+                let root = root.to_str().ok_or_else(|| {
+                    Error::config(format!("{who}: key \"root_path\""), "is not valid UTF-8")
+                })?;
+                Operator::new(services::Fs::default().root(root))
+            }
+            Backend::Memory => Operator::new(services::Memory::default()),
+            Backend::S3 {
+                bucket,
+                prefix,
+                region,
+                endpoint_url,
+                access_key,
+                secret_key,
+            } => {
+                opendal::install_default();
+                let mut b = services::S3::default()
+                    .bucket(bucket)
+                    .region(region)
+                    .disable_ec2_metadata();
+                if let Some(p) = prefix {
+                    b = b.root(&format!("/{}", p.trim_matches('/')));
+                }
+                if let Some(e) = endpoint_url {
+                    b = b.endpoint(e);
+                }
+                if let Some(k) = access_key {
+                    b = b.access_key_id(k);
+                }
+                if let Some(s) = secret_key {
+                    b = b.secret_access_key(s);
+                }
+                Operator::new(b)
+            }
+        }
+        .map_err(|e| Error::from_opendal(who.clone(), e).with_context(who.clone()))?
+        .layer(
+            TimeoutLayer::new()
+                .with_timeout(Duration::from_secs(120))
+                .with_io_timeout(Duration::from_secs(30)),
+        )
+        .layer(
+            RetryLayer::new()
+                .with_max_times(3)
+                .with_min_delay(Duration::from_millis(50))
+                .with_max_delay(Duration::from_secs(2))
+                .with_jitter(),
+        );
+        let caps = op.info().capability();
+        Ok(Arc::new(Mount {
+            config,
+            op,
+            caps,
+            started: SystemTime::now(),
+        }))
+    }
+
+    /// The mount's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+    /// The mount's config.
+    pub fn config(&self) -> &MountConfig {
+        &self.config
+    }
+    /// The mount's permissions.
+    pub fn permissions(&self) -> Permissions {
+        self.config.permissions
+    }
+    /// The operator (for callers that need an opendal feature not wrapped here).
+    pub fn operator(&self) -> &Operator {
+        &self.op
+    }
+    /// What the backend can do.
+    pub fn capability(&self) -> &Capability {
+        &self.caps
+    }
+    /// The root directory of a local mount.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.config.backend {
+            Backend::Local { root, .. } => Some(root),
+            _ => None,
+        }
+    }
+    /// True for S3 mounts.
+    pub fn is_s3(&self) -> bool {
+        matches!(self.config.backend, Backend::S3 { .. })
+    }
+    /// True for memory mounts.
+    pub fn is_memory(&self) -> bool {
+        matches!(self.config.backend, Backend::Memory)
+    }
+    /// When the mount was configured (the mtime of entries whose backend keeps none).
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
+    /// `"mount:path"`, the context of errors.
+    pub fn ctx(&self, path: &str) -> String {
+        format!("{}:{}", self.config.name, path)
+    }
+
+    fn err(&self, path: &str, e: opendal::Error) -> Error {
+        Error::from_opendal(self.ctx(path), e)
+    }
+
+    /// Refuse a change on a read-only mount.
+    pub fn check_write(&self, path: &str) -> Result<()> {
+        if self.config.permissions.can_write() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::PermissionDenied,
+                self.ctx(path),
+                "the mount is read-only",
+            ))
+        }
+    }
+
+    /// Refuse a delete unless the mount has `delete` permission.
+    pub fn check_delete(&self, path: &str) -> Result<()> {
+        if self.config.permissions.can_delete() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::PermissionDenied,
+                self.ctx(path),
+                format!(
+                    "the mount's permissions ({}) forbid deleting",
+                    self.config.permissions.as_str()
+                ),
+            ))
+        }
+    }
+
+    /// On a local mount, refuse a path that reaches outside the root through a symlink
+    /// (dangling links included: writing through one would create its target).
+    pub fn check_inside(&self, path: &str) -> Result<()> {
+        let Some(root) = self.local_root() else {
+            return Ok(());
+        };
+        let mut cur = root.to_path_buf();
+        for comp in path.split('/').filter(|c| !c.is_empty()) {
+            cur.push(comp);
+            match std::fs::symlink_metadata(&cur) {
+                Ok(m) if m.file_type().is_symlink() => match cur.canonicalize() {
+                    Ok(real) if real.starts_with(root) => {}
+                    _ => {
+                        return Err(Error::new(
+                            ErrorKind::PermissionDenied,
+                            self.ctx(path),
+                            "a symlink leads outside the mount root",
+                        ))
+                    }
+                },
+                Ok(_) => {}
+                Err(_) => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Host path of a local mount's entry, checked to stay inside the root.
+    pub fn host_path(&self, path: &str) -> Result<Option<PathBuf>> {
+        match self.local_root() {
+            None => Ok(None),
+            Some(root) => {
+                self.check_inside(path)?;
+                Ok(Some(if path.is_empty() {
+                    root.to_path_buf()
+                } else {
+                    root.join(path)
+                }))
+            }
+        }
+    }
+
+    fn entry_of(&self, meta: &Metadata) -> Entry {
+        let kind = if meta.mode() == EntryMode::DIR {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        };
+        Entry {
+            kind,
+            size: if kind == EntryKind::Dir {
+                0
+            } else {
+                meta.content_length()
+            },
+            mtime: meta
+                .last_modified()
+                .map(SystemTime::from)
+                .unwrap_or(self.started),
+            etag: meta.etag().map(|s| s.trim_matches('"').to_string()),
+        }
+    }
+
+    fn dir_entry(&self) -> Entry {
+        Entry {
+            kind: EntryKind::Dir,
+            size: 0,
+            mtime: self.started,
+            etag: None,
+        }
+    }
+
+    /// Stat a normalised path: `Ok(None)` when it does not exist.
+    pub async fn stat(&self, path: &str) -> Result<Option<Entry>> {
+        if path.is_empty() {
+            return Ok(Some(self.dir_entry()));
+        }
+        self.check_inside(path)?;
+        if self.is_s3() {
+            return self.stat_s3(path).await;
+        }
+        match self.op.stat(path).await {
+            Ok(m) => return Ok(Some(self.entry_of(&m))),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == opendal::ErrorKind::NotADirectory => return Ok(None),
+            Err(e) => return Err(self.err(path, e)),
+        }
+        if self.local_root().is_some() {
+            return Ok(None);
+        }
+        // Memory keeps directories under `d/` only.
+        match self.op.stat(&format!("{path}/")).await {
+            Ok(m) => {
+                let mut e = self.entry_of(&m);
+                e.kind = EntryKind::Dir;
+                e.size = 0;
+                Ok(Some(e))
+            }
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(path, e)),
+        }
+    }
+
+    /// S3: an object `p` is a file, a prefix `p/` (marker or children) a directory, and the
+    /// directory wins when both exist. HEAD and LIST run side by side; a LIST that finds the
+    /// directory answers without waiting for the HEAD (some servers fail a HEAD of a prefix).
+    async fn stat_s3(&self, path: &str) -> Result<Option<Entry>> {
+        let head = Box::pin(self.op.stat(path));
+        let list = Box::pin(self.prefix_exists(path));
+        let head_result = match futures::future::select(head, list).await {
+            futures::future::Either::Left((h, list)) => {
+                if list.await? {
+                    return Ok(Some(self.dir_entry()));
+                }
+                h
+            }
+            futures::future::Either::Right((is_dir, head)) => {
+                if is_dir? {
+                    return Ok(Some(self.dir_entry()));
+                }
+                head.await
+            }
+        };
+        match head_result {
+            Ok(m) => Ok(Some(self.entry_of(&m))),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            // Some servers (s3s-fs) fail a HEAD of what was once a prefix. A LIST is
+            // authoritative: when it does not show the key, the key does not exist. When it
+            // does, the HEAD's error is real and reported as it is.
+            Err(e) => match self.key_listed(path).await? {
+                false => Ok(None),
+                true => Err(self.err(path, e)),
+            },
+        }
+    }
+
+    async fn key_listed(&self, path: &str) -> Result<bool> {
+        let mut l = self
+            .op
+            .lister_with(path)
+            .limit(1)
+            .await
+            .map_err(|e| self.err(path, e))?;
+        match l.try_next().await {
+            Ok(Some(e)) => Ok(e.path().trim_start_matches('/') == path),
+            Ok(None) => Ok(false),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.err(path, e)),
+        }
+    }
+
+    /// Abandon a writer so that no partial file stays behind. opendal's fs service cannot
+    /// abort (local writes go straight to the file), so there the partial file is removed.
+    pub async fn abort_writer(&self, path: &str, mut w: opendal::Writer) -> Result<()> {
+        match w.abort().await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == opendal::ErrorKind::Unsupported => {
+                let _ = w.close().await;
+                self.op.delete(path).await.map_err(|e| self.err(path, e))
+            }
+            Err(e) => Err(self.err(path, e)),
+        }
+    }
+
+    async fn prefix_exists(&self, path: &str) -> Result<bool> {
+        let dir = format!("{path}/");
+        let mut l = self
+            .op
+            .lister_with(&dir)
+            .limit(1)
+            .await
+            .map_err(|e| self.err(path, e))?;
+        match l.try_next().await {
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => Ok(false),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.err(path, e)),
+        }
+    }
+
+    /// Stat that turns a missing path into NotFound.
+    pub async fn stat_required(&self, path: &str) -> Result<Entry> {
+        self.stat(path).await?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                self.ctx(path),
+                "no such file or directory",
+            )
+        })
+    }
+
+    /// The children of a directory, by name (the directory itself filtered out; on S3 a name
+    /// that is both an object and a prefix shows once, as a directory).
+    pub async fn list(&self, path: &str) -> Result<Vec<(String, Entry)>> {
+        self.check_inside(path)?;
+        let dir = if path.is_empty() {
+            "/".to_string()
+        } else {
+            format!("{path}/")
+        };
+        let lister = self.op.lister(&dir).await.map_err(|e| self.err(path, e))?;
+        let entries: Vec<opendal::Entry> =
+            lister.try_collect().await.map_err(|e| self.err(path, e))?;
+        let mut out: Vec<(String, Entry)> = Vec::with_capacity(entries.len());
+        let mut need_stat = Vec::new();
+        for e in entries {
+            let p = e.path().trim_start_matches('/');
+            if p == dir.trim_start_matches('/') || p.is_empty() {
+                continue;
+            }
+            let name = e.name().trim_end_matches('/').to_string();
+            if name.is_empty() {
+                continue;
+            }
+            let meta = e.metadata();
+            let mut entry = self.entry_of(meta);
+            if e.path().ends_with('/') {
+                entry.kind = EntryKind::Dir;
+                entry.size = 0;
+            }
+            if entry.kind == EntryKind::File && meta.last_modified().is_none() && !self.is_memory()
+            {
+                need_stat.push(out.len());
+            }
+            out.push((name, entry));
+        }
+        if !need_stat.is_empty() {
+            let stats: Vec<(usize, Result<Option<Entry>>)> =
+                futures::stream::iter(need_stat.into_iter().map(|i| {
+                    let p = path::join(path, &out[i].0);
+                    async move { (i, self.stat(&p).await) }
+                }))
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            for (i, r) in stats {
+                if let Some(e) = r? {
+                    out[i].1 = e;
+                }
+            }
+        }
+        if self.is_s3() {
+            out.sort_by(|a, b| a.0.cmp(&b.0).then((!a.1.is_dir()).cmp(&!b.1.is_dir())));
+            out.dedup_by(|later, first| later.0 == first.0);
+        }
+        Ok(out)
+    }
+
+    /// Read bytes `start..end` (clamped to `size` when given).
+    pub async fn read_range(&self, path: &str, start: u64, end: u64) -> Result<Bytes> {
+        self.check_inside(path)?;
+        if end <= start {
+            return Ok(Bytes::new());
+        }
+        let buf = self
+            .op
+            .read_with(path)
+            .range(start..end)
+            .await
+            .map_err(|e| self.err(path, e))?;
+        Ok(buf.to_bytes())
+    }
+
+    /// Read the whole file.
+    pub async fn read_all(&self, path: &str) -> Result<Bytes> {
+        self.check_inside(path)?;
+        let buf = self
+            .op
+            .read_with(path)
+            .chunk(CHUNK)
+            .concurrent(CONCURRENT)
+            .await
+            .map_err(|e| self.err(path, e))?;
+        Ok(buf.to_bytes())
+    }
+
+    /// A ranged reader over the file.
+    pub async fn reader(&self, path: &str) -> Result<opendal::Reader> {
+        self.check_inside(path)?;
+        self.op
+            .reader_with(path)
+            .chunk(CHUNK)
+            .concurrent(CONCURRENT)
+            .await
+            .map_err(|e| self.err(path, e))
+    }
+
+    /// Write a whole file at once.
+    pub async fn write_all(&self, path: &str, data: Bytes) -> Result<()> {
+        self.check_write(path)?;
+        self.check_inside(path)?;
+        self.op
+            .write(path, data)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(path, e))
+    }
+
+    /// A streaming writer (multipart on S3, parallel parts).
+    pub async fn writer(&self, path: &str) -> Result<opendal::Writer> {
+        self.check_write(path)?;
+        self.check_inside(path)?;
+        self.op
+            .writer_with(path)
+            .chunk(CHUNK)
+            .concurrent(CONCURRENT)
+            .await
+            .map_err(|e| self.err(path, e))
+    }
+
+    /// Create a directory and its missing parents.
+    pub async fn create_dir(&self, path: &str) -> Result<()> {
+        self.check_write(path)?;
+        self.check_inside(path)?;
+        if path.is_empty() {
+            return Ok(());
+        }
+        self.op
+            .create_dir(&format!("{path}/"))
+            .await
+            .map_err(|e| self.err(path, e))
+    }
+
+    /// Delete one file. Missing is Ok here; callers that need ENOENT stat first.
+    pub async fn delete_file(&self, path: &str) -> Result<()> {
+        self.check_delete(path)?;
+        self.check_inside(path)?;
+        self.op.delete(path).await.map_err(|e| self.err(path, e))
+    }
+
+    /// Delete a directory and everything below it.
+    pub async fn delete_tree(&self, path: &str) -> Result<()> {
+        self.check_delete(path)?;
+        self.check_inside(path)?;
+        let dir = if path.is_empty() {
+            "/".to_string()
+        } else {
+            format!("{path}/")
+        };
+        self.op
+            .delete_with(&dir)
+            .recursive(true)
+            .await
+            .map_err(|e| self.err(path, e))
+    }
+
+    /// Remove an empty directory (the caller checked that it is empty).
+    pub async fn remove_empty_dir(&self, path: &str) -> Result<()> {
+        self.check_delete(path)?;
+        self.check_inside(path)?;
+        self.op
+            .delete(&format!("{path}/"))
+            .await
+            .map_err(|e| self.err(path, e))
+    }
+
+    /// Server-side copy of one file inside this mount, when the backend has it.
+    pub async fn copy_file(&self, from: &str, to: &str) -> Result<bool> {
+        if !self.caps.copy {
+            return Ok(false);
+        }
+        self.check_write(to)?;
+        self.check_inside(from)?;
+        self.check_inside(to)?;
+        self.op
+            .copy(from, to)
+            .await
+            .map(|_| true)
+            .map_err(|e| self.err(from, e))
+    }
+
+    /// Native rename inside this mount, when the backend has it.
+    pub async fn rename_native(&self, from: &str, to: &str) -> Result<bool> {
+        if !self.caps.rename {
+            return Ok(false);
+        }
+        self.check_delete(from)?;
+        self.check_write(to)?;
+        self.check_inside(from)?;
+        self.check_inside(to)?;
+        self.op
+            .rename(from, to)
+            .await
+            .map(|_| true)
+            .map_err(|e| self.err(from, e))
+    }
+}

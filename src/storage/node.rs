@@ -1,0 +1,454 @@
+//! `AsyncNode`: one `mount:path`, with the async file operations of the library API.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::mount::{Entry, EntryKind, Mount, CHUNK};
+use crate::storage::path;
+
+/// Children copied in parallel by a tree copy.
+const COPY_PARALLEL: usize = 8;
+
+/// A path on a mount. Cheap to clone; `Send + Sync + 'static`, so it moves into tasks.
+#[derive(Clone, Debug)]
+pub struct AsyncNode {
+    mount: Arc<Mount>,
+    path: String,
+}
+
+impl AsyncNode {
+    /// A node for a normalised path on a mount.
+    pub fn new(mount: Arc<Mount>, path: String) -> Self {
+        AsyncNode { mount, path }
+    }
+
+    /// The mount this node lives on.
+    pub fn mount(&self) -> &Arc<Mount> {
+        &self.mount
+    }
+    /// `"mount:path"`.
+    pub fn fullpath(&self) -> String {
+        self.mount.ctx(&self.path)
+    }
+    /// The path inside the mount, normalised (`""` for the root).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    /// The last component (`""` for the root).
+    pub fn basename(&self) -> &str {
+        path::basename(&self.path)
+    }
+    /// The basename without its last suffix (`"a.tar"` for `"a.tar.gz"`).
+    pub fn stem(&self) -> &str {
+        let b = self.basename();
+        match b.rfind('.') {
+            Some(i) if i > 0 => &b[..i],
+            _ => b,
+        }
+    }
+    /// The last suffix with its dot (`".gz"`), or `""`.
+    pub fn suffix(&self) -> &str {
+        let b = self.basename();
+        match b.rfind('.') {
+            Some(i) if i > 0 => &b[i..],
+            _ => "",
+        }
+    }
+    /// The parent directory (the root is its own parent).
+    pub fn parent(&self) -> AsyncNode {
+        AsyncNode::new(self.mount.clone(), path::parent(&self.path).to_string())
+    }
+    /// A child of this node; `name` may hold several `/`-separated components.
+    pub fn child(&self, name: &str) -> Result<AsyncNode> {
+        let joined = path::join(&self.path, name);
+        let p =
+            path::normalize(&joined).map_err(|(k, m)| Error::new(k, self.mount.ctx(&joined), m))?;
+        if !(p == self.path || self.path.is_empty() || p.starts_with(&format!("{}/", self.path))) {
+            return Err(Error::new(
+                ErrorKind::InvalidPath,
+                self.mount.ctx(&joined),
+                "a child may not climb out of its parent",
+            ));
+        }
+        Ok(AsyncNode::new(self.mount.clone(), p))
+    }
+
+    fn not_found(&self) -> Error {
+        Error::new(
+            ErrorKind::NotFound,
+            self.fullpath(),
+            "no such file or directory",
+        )
+    }
+
+    /// Stat: `None` when missing.
+    pub async fn stat(&self) -> Result<Option<Entry>> {
+        self.mount.stat(&self.path).await
+    }
+    /// Does the path exist?
+    pub async fn exists(&self) -> Result<bool> {
+        Ok(self.stat().await?.is_some())
+    }
+    /// Is it a file? (missing: false)
+    pub async fn is_file(&self) -> Result<bool> {
+        Ok(matches!(self.stat().await?, Some(e) if e.kind == EntryKind::File))
+    }
+    /// Is it a directory? (missing: false)
+    pub async fn is_dir(&self) -> Result<bool> {
+        Ok(matches!(self.stat().await?, Some(e) if e.kind == EntryKind::Dir))
+    }
+    /// Size in bytes; missing is NotFound.
+    pub async fn size(&self) -> Result<u64> {
+        Ok(self.mount.stat_required(&self.path).await?.size)
+    }
+    /// Last modification time; missing is NotFound.
+    pub async fn mtime(&self) -> Result<SystemTime> {
+        Ok(self.mount.stat_required(&self.path).await?.mtime)
+    }
+
+    async fn require_file(&self) -> Result<Entry> {
+        let e = self.mount.stat_required(&self.path).await?;
+        if e.is_dir() {
+            return Err(Error::new(
+                ErrorKind::IsADirectory,
+                self.fullpath(),
+                "is a directory",
+            ));
+        }
+        Ok(e)
+    }
+
+    /// The whole content.
+    pub async fn read(&self) -> Result<Vec<u8>> {
+        self.require_file().await?;
+        Ok(self.mount.read_all(&self.path).await?.to_vec())
+    }
+    /// The whole content as UTF-8 text.
+    pub async fn read_text(&self) -> Result<String> {
+        String::from_utf8(self.read().await?).map_err(|_| {
+            Error::new(
+                ErrorKind::Backend,
+                self.fullpath(),
+                "the content is not UTF-8",
+            )
+        })
+    }
+    /// Bytes `start..end`, clamped to the file's size (past the end reads short or empty).
+    pub async fn read_range(&self, start: u64, end: u64) -> Result<Bytes> {
+        let size = self.require_file().await?.size;
+        self.mount
+            .read_range(&self.path, start.min(size), end.min(size))
+            .await
+    }
+    /// A reader for ranged and streaming access.
+    pub async fn reader(&self) -> Result<NodeReader> {
+        let size = self.require_file().await?.size;
+        Ok(NodeReader {
+            inner: self.mount.reader(&self.path).await?,
+            size,
+            ctx: self.fullpath(),
+        })
+    }
+
+    /// Before creating something at this path: it must not be a directory (for a file),
+    /// and on memory no ancestor may be a file (other backends refuse that themselves or,
+    /// like S3, have no such rule).
+    async fn check_create(&self, as_dir: bool) -> Result<Option<Entry>> {
+        let existing = self.stat().await?;
+        if !as_dir && matches!(&existing, Some(e) if e.is_dir()) {
+            return Err(Error::new(
+                ErrorKind::IsADirectory,
+                self.fullpath(),
+                "is a directory",
+            ));
+        }
+        if self.mount.is_memory() && existing.is_none() {
+            let mut p = path::parent(&self.path);
+            while !p.is_empty() {
+                if let Some(e) = self.mount.stat(p).await? {
+                    if !e.is_dir() {
+                        return Err(Error::new(
+                            ErrorKind::NotADirectory,
+                            self.fullpath(),
+                            format!("{} is a file", self.mount.ctx(p)),
+                        ));
+                    }
+                    break;
+                }
+                p = path::parent(p);
+            }
+        }
+        Ok(existing)
+    }
+
+    /// Write the whole content, replacing any. Takes `Vec<u8>`, `Bytes`, `String`, `&'static [u8]`.
+    pub async fn write(&self, data: impl Into<Bytes>) -> Result<()> {
+        self.mount.check_write(&self.path)?;
+        self.check_create(false).await?;
+        self.mount.write_all(&self.path, data.into()).await
+    }
+    /// Write text.
+    pub async fn write_text(&self, text: &str) -> Result<()> {
+        self.write(Bytes::copy_from_slice(text.as_bytes())).await
+    }
+    /// A streaming writer; the file appears when it is closed.
+    pub async fn writer(&self) -> Result<NodeWriter> {
+        self.mount.check_write(&self.path)?;
+        self.check_create(false).await?;
+        Ok(NodeWriter {
+            inner: self.mount.writer(&self.path).await?,
+            node: self.clone(),
+        })
+    }
+
+    /// Create this directory and its parents (`mkdir -p`); Ok if it already is one.
+    pub async fn mkdir(&self) -> Result<()> {
+        self.mount.check_write(&self.path)?;
+        match self.check_create(true).await? {
+            Some(e) if e.is_dir() => Ok(()),
+            Some(_) => Err(Error::new(
+                ErrorKind::AlreadyExists,
+                self.fullpath(),
+                "a file exists at this path",
+            )),
+            None => self.mount.create_dir(&self.path).await,
+        }
+    }
+
+    /// The children of this directory, sorted by name.
+    pub async fn list(&self) -> Result<Vec<AsyncNode>> {
+        match self.stat().await? {
+            None => Err(self.not_found()),
+            Some(e) if !e.is_dir() => Err(Error::new(
+                ErrorKind::NotADirectory,
+                self.fullpath(),
+                "not a directory",
+            )),
+            Some(_) => {
+                let mut names: Vec<String> = self
+                    .mount
+                    .list(&self.path)
+                    .await?
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                names.sort();
+                Ok(names
+                    .into_iter()
+                    .map(|n| AsyncNode::new(self.mount.clone(), path::join(&self.path, &n)))
+                    .collect())
+            }
+        }
+    }
+
+    /// The children with their attributes, as the backend lists them.
+    pub async fn list_entries(&self) -> Result<Vec<(String, Entry)>> {
+        self.mount.list(&self.path).await
+    }
+
+    fn same_place(&self, other: &AsyncNode) -> bool {
+        Arc::ptr_eq(&self.mount, &other.mount) && self.path == other.path
+    }
+
+    fn contains(&self, other: &AsyncNode) -> bool {
+        Arc::ptr_eq(&self.mount, &other.mount)
+            && (self.path.is_empty() || other.path.starts_with(&format!("{}/", self.path)))
+    }
+
+    /// Copy this file or directory tree to `dest` (same mount or another). Files are
+    /// streamed in chunks; inside one mount a server-side copy is used where the backend has it.
+    pub async fn copy(&self, dest: &AsyncNode) -> Result<()> {
+        dest.mount.check_write(&dest.path)?;
+        if self.same_place(dest) {
+            return Err(Error::new(
+                ErrorKind::InvalidPath,
+                dest.fullpath(),
+                "source and destination are the same",
+            ));
+        }
+        let e = self.mount.stat_required(&self.path).await?;
+        if e.is_dir() && self.contains(dest) {
+            return Err(Error::new(
+                ErrorKind::InvalidPath,
+                dest.fullpath(),
+                format!("cannot copy {} into itself", self.fullpath()),
+            ));
+        }
+        self.copy_entry(dest, e).await
+    }
+
+    fn copy_entry<'a>(&'a self, dest: &'a AsyncNode, e: Entry) -> BoxFuture<'a, Result<()>> {
+        async move {
+            if !e.is_dir() {
+                return self.copy_file(dest, e.size).await;
+            }
+            dest.mkdir().await?;
+            let children = self.mount.list(&self.path).await?;
+            let results: Vec<Result<()>> =
+                futures::stream::iter(children.into_iter().map(|(name, entry)| async move {
+                    let src = AsyncNode::new(self.mount.clone(), path::join(&self.path, &name));
+                    let dst = AsyncNode::new(dest.mount.clone(), path::join(&dest.path, &name));
+                    src.copy_entry(&dst, entry).await
+                }))
+                .buffer_unordered(COPY_PARALLEL)
+                .collect()
+                .await;
+            results.into_iter().collect()
+        }
+        .boxed()
+    }
+
+    async fn copy_file(&self, dest: &AsyncNode, size: u64) -> Result<()> {
+        dest.check_create(false).await?;
+        if Arc::ptr_eq(&self.mount, &dest.mount)
+            && self.mount.copy_file(&self.path, &dest.path).await?
+        {
+            return Ok(());
+        }
+        let reader = self.mount.reader(&self.path).await?;
+        let mut writer = dest.mount.writer(&dest.path).await?;
+        let mut off = 0u64;
+        while off < size {
+            let end = (off + CHUNK as u64).min(size);
+            let buf = match reader.read(off..end).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = dest.mount.abort_writer(&dest.path, writer).await;
+                    return Err(Error::from_opendal(self.fullpath(), e));
+                }
+            };
+            if buf.is_empty() {
+                break;
+            }
+            off += buf.len() as u64;
+            if let Err(e) = writer.write(buf).await {
+                let _ = dest.mount.abort_writer(&dest.path, writer).await;
+                return Err(Error::from_opendal(dest.fullpath(), e));
+            }
+        }
+        writer
+            .close()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::from_opendal(dest.fullpath(), e))
+    }
+
+    /// Delete this file, or this directory with everything below it. Missing is Ok.
+    pub async fn delete(&self) -> Result<()> {
+        self.mount.check_delete(&self.path)?;
+        match self.stat().await? {
+            None => Ok(()),
+            Some(e) if e.is_dir() => {
+                if self.path.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::PermissionDenied,
+                        self.fullpath(),
+                        "refusing to delete a mount's root",
+                    ));
+                }
+                self.mount.delete_tree(&self.path).await
+            }
+            Some(_) => self.mount.delete_file(&self.path).await,
+        }
+    }
+
+    /// Move this file or tree to `dest`: a native rename inside a mount where the backend
+    /// has one, otherwise copy then delete.
+    pub async fn move_to(&self, dest: &AsyncNode) -> Result<()> {
+        self.mount.check_delete(&self.path)?;
+        dest.mount.check_write(&dest.path)?;
+        if self.same_place(dest) {
+            return Ok(());
+        }
+        let e = self.mount.stat_required(&self.path).await?;
+        if self.path.is_empty() || (e.is_dir() && self.contains(dest)) {
+            return Err(Error::new(
+                ErrorKind::InvalidPath,
+                dest.fullpath(),
+                format!("cannot move {} into itself", self.fullpath()),
+            ));
+        }
+        if Arc::ptr_eq(&self.mount, &dest.mount) && self.mount.capability().rename {
+            dest.check_create(e.is_dir()).await?;
+            if let Some(parent) = dest.path.rsplit_once('/').map(|(p, _)| p) {
+                self.mount.create_dir(parent).await?;
+            }
+            if self.mount.rename_native(&self.path, &dest.path).await? {
+                return Ok(());
+            }
+        }
+        self.copy_entry(dest, e.clone()).await?;
+        if e.is_dir() {
+            self.mount.delete_tree(&self.path).await
+        } else {
+            self.mount.delete_file(&self.path).await
+        }
+    }
+}
+
+/// Ranged reads of one file; the size is known, so ranges are clamped.
+pub struct NodeReader {
+    inner: opendal::Reader,
+    size: u64,
+    ctx: String,
+}
+
+impl NodeReader {
+    /// The file's size when the reader was opened.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    /// Bytes `start..end`, clamped to the size.
+    pub async fn read_range(&self, start: u64, end: u64) -> Result<Bytes> {
+        let (s, e) = (start.min(self.size), end.min(self.size));
+        if e <= s {
+            return Ok(Bytes::new());
+        }
+        self.inner
+            .read(s..e)
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|err| Error::from_opendal(self.ctx.clone(), err))
+    }
+    /// The underlying opendal reader (streams and async-read adapters).
+    pub fn into_inner(self) -> opendal::Reader {
+        self.inner
+    }
+}
+
+/// A streaming writer; nothing is visible until [`NodeWriter::close`].
+pub struct NodeWriter {
+    inner: opendal::Writer,
+    node: AsyncNode,
+}
+
+impl NodeWriter {
+    /// Append a chunk.
+    pub async fn write(&mut self, data: impl Into<Bytes>) -> Result<()> {
+        self.inner
+            .write(data.into())
+            .await
+            .map_err(|e| Error::from_opendal(self.node.fullpath(), e))
+    }
+    /// Finish: the file exists with all the bytes once this returns Ok.
+    pub async fn close(mut self) -> Result<()> {
+        self.inner
+            .close()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::from_opendal(self.node.fullpath(), e))
+    }
+    /// Give up: no (partial) file stays behind. (On local mounts the bytes go straight to
+    /// the file while it is written, and abort removes it.)
+    pub async fn abort(self) -> Result<()> {
+        self.node
+            .mount
+            .abort_writer(&self.node.path, self.inner)
+            .await
+    }
+}
