@@ -19,6 +19,11 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The whole filesystem is read-only (daemon `--read-only`).
     ReadOnly,
+    /// The backend cannot hold this kind of entry (symlinks, hard links): EPERM, as
+    /// symlink(2) and link(2) specify.
+    NotPermitted,
+    /// The entry is in use (a mount's root cannot be removed or renamed).
+    Busy,
     /// The path is malformed or escapes its mount.
     InvalidPath,
     /// A path component is longer than 255 bytes.
@@ -48,6 +53,8 @@ pub struct Error {
     kind: ErrorKind,
     context: String,
     message: String,
+    /// The exact errno of a local system call, kept so the daemon answers with it.
+    os: Option<i32>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -61,6 +68,7 @@ impl Error {
             kind,
             context: context.into(),
             message: message.into(),
+            os: None,
             source: None,
         }
     }
@@ -89,6 +97,7 @@ impl Error {
             kind,
             context: context.into(),
             message,
+            os: None,
             source: Some(Box::new(err)),
         }
     }
@@ -120,6 +129,7 @@ impl Error {
             kind,
             context: context.into(),
             message,
+            os: err.raw_os_error(),
             source: Some(Box::new(err)),
         }
     }
@@ -147,6 +157,9 @@ impl Error {
     /// The errno the FUSE daemon answers with. The only errno map of the project:
     /// anything unknown is EIO, never ENOENT.
     pub fn errno(&self) -> i32 {
+        if let Some(e) = self.os {
+            return e;
+        }
         match self.kind {
             ErrorKind::NotFound => libc::ENOENT,
             ErrorKind::AlreadyExists => libc::EEXIST,
@@ -155,6 +168,8 @@ impl Error {
             ErrorKind::DirectoryNotEmpty => libc::ENOTEMPTY,
             ErrorKind::PermissionDenied => libc::EACCES,
             ErrorKind::ReadOnly => libc::EROFS,
+            ErrorKind::NotPermitted => libc::EPERM,
+            ErrorKind::Busy => libc::EBUSY,
             ErrorKind::InvalidPath | ErrorKind::InvalidRange => libc::EINVAL,
             ErrorKind::NameTooLong => libc::ENAMETOOLONG,
             ErrorKind::Unsupported => libc::ENOTSUP,

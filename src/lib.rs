@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fuse;
 pub mod storage;
 
 pub use config::{Backend, Config, FuseConfig, MountConfig, Permissions};

@@ -183,3 +183,206 @@ fn create_bucket(addr: SocketAddr) {
     }
     panic!("cannot reach the S3 server at {addr}: {last:?}");
 }
+
+/// A `genro-storage mount` daemon started as a child process on a fresh mountpoint, with a
+/// mount `t` on the backend under test and a memory mount `other`. It is stopped with SIGTERM
+/// on drop. A daemon that cannot mount fails the test: it never goes on without FUSE.
+pub struct Daemon {
+    pub kind: Kind,
+    pub mnt: std::path::PathBuf,
+    pub child: Option<std::process::Child>,
+    pub dir: tempfile::TempDir,
+    pub config: MountConfig,
+    pub log: std::path::PathBuf,
+}
+
+fn toml_mount(c: &MountConfig) -> String {
+    use genro_storage::Backend;
+    let mut s = format!(
+        "[[mount]]\nname = \"{}\"\npermissions = \"{}\"\n",
+        c.name,
+        c.permissions.as_str()
+    );
+    match &c.backend {
+        Backend::Local { root, .. } => {
+            s += &format!("protocol = \"local\"\nroot_path = \"{}\"\n", root.display())
+        }
+        Backend::Memory => s += "protocol = \"memory\"\n",
+        Backend::S3 {
+            bucket,
+            prefix,
+            endpoint_url,
+            access_key,
+            secret_key,
+            ..
+        } => {
+            s += &format!("protocol = \"s3\"\nbucket = \"{bucket}\"\n");
+            for (k, v) in [
+                ("prefix", prefix),
+                ("endpoint_url", endpoint_url),
+                ("access_key", access_key),
+                ("secret_key", secret_key),
+            ] {
+                if let Some(v) = v {
+                    s += &format!("{k} = \"{v}\"\n");
+                }
+            }
+        }
+    }
+    s + "\n"
+}
+
+impl Daemon {
+    pub fn start(kind: Kind) -> Daemon {
+        Self::start_with(kind, &[], |c| c)
+    }
+
+    /// Start with extra command-line flags and a chance to adjust the mount config.
+    pub fn start_with(
+        kind: Kind,
+        flags: &[&str],
+        adjust: impl FnOnce(MountConfig) -> MountConfig,
+    ) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = adjust(mount_config(kind, "t", &dir));
+        Self::spawn(kind, dir, config, flags)
+    }
+
+    fn spawn(kind: Kind, dir: tempfile::TempDir, config: MountConfig, flags: &[&str]) -> Daemon {
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let cfg = dir.path().join("mounts.toml");
+        let text = toml_mount(&config) + &toml_mount(&MountConfig::memory("other"));
+        std::fs::write(&cfg, text).unwrap();
+        let log = dir.path().join("daemon.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_genro-storage"))
+            .arg("mount")
+            .arg(&mnt)
+            .arg("--config")
+            .arg(&cfg)
+            .args(flags)
+            .env("RUST_LOG", "warn,fuser=error")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start genro-storage");
+        let mut d = Daemon {
+            kind,
+            mnt,
+            child: Some(child),
+            dir,
+            config,
+            log,
+        };
+        d.wait_mounted();
+        d
+    }
+
+    fn wait_mounted(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if is_mounted(&self.mnt) && self.mnt.join("t").is_dir() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "genro-storage mount exited with {status} before mounting (FUSE needs root and /dev/fuse): {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "genro-storage did not mount within 20 s: {}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A path inside the mount `t`.
+    pub fn path(&self, p: &str) -> std::path::PathBuf {
+        self.mnt.join("t").join(p)
+    }
+
+    /// Run a shell script with the mount `t` as the working directory; returns stdout.
+    pub fn sh(&self, script: &str) -> String {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -euo pipefail\n{script}"))
+            .current_dir(self.mnt.join("t"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "script failed ({:?}):\n{script}\nstdout: {}\nstderr: {}\ndaemon: {}",
+            self.kind,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Send SIGTERM and wait for the daemon to exit; returns its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) with a valid pid and signal.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "the daemon did not exit within 30 s of SIGTERM: {}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// A manager on the same backend namespace, to check what reached the backend.
+    pub async fn backend_storage(&self) -> AsyncStorageManager {
+        let s = AsyncStorageManager::new();
+        s.configure(vec![self.config.clone()]).await.unwrap();
+        s
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) with a valid pid and signal.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            for _ in 0..500 {
+                if c.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if is_mounted(&self.mnt) {
+            let c = std::ffi::CString::new(self.mnt.to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Is something mounted exactly at `p`?
+pub fn is_mounted(p: &std::path::Path) -> bool {
+    let want = p.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want))
+}

@@ -1,0 +1,449 @@
+//! The fuser `Filesystem` implementation: copy the arguments, spawn onto tokio, call the
+//! async core in `fs.rs`, reply. No filesystem logic lives here.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use fuser::{
+    Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
+    TimeOrNow, WriteFlags,
+};
+
+use crate::error::Error;
+use crate::fuse::fs::{Fs, SetAttr, TimeSet};
+
+/// The bridge between the kernel and [`Fs`].
+pub struct Adapter {
+    fs: Arc<Fs>,
+    rt: tokio::runtime::Handle,
+}
+
+impl Adapter {
+    /// An adapter running the core on `rt`.
+    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle) -> Self {
+        Adapter { fs, rt }
+    }
+
+    fn spawn<F>(&self, op: &'static str, f: impl FnOnce(Arc<Fs>) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let fut = f(self.fs.clone());
+        self.rt.spawn(async move {
+            tracing::trace!(op, "request");
+            fut.await
+        });
+    }
+}
+
+/// Log a failed operation once and turn it into the errno to answer.
+fn errno(op: &str, e: &Error) -> Errno {
+    let n = e.errno();
+    if n == libc::ENOENT || n == libc::EEXIST || n == libc::ENOTEMPTY {
+        tracing::debug!(op, errno = n, "{e}");
+    } else {
+        tracing::warn!(op, errno = n, "{e}");
+    }
+    Errno::from_i32(n)
+}
+
+fn time(t: Option<TimeOrNow>) -> Option<TimeSet> {
+    t.map(|t| match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(s) => TimeSet::At(s),
+    })
+}
+
+impl Filesystem for Adapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(256);
+        let _ = config.set_congestion_threshold(192);
+        for flag in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_ASYNC_DIO,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+        ] {
+            let _ = config.add_capabilities(flag);
+        }
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        let fs = self.fs.clone();
+        let _ = self.rt.block_on(async move { fs.flush_all().await });
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = name.to_owned();
+        self.spawn("lookup", |fs| async move {
+            match fs.lookup(parent.0, &name).await {
+                Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
+                Err(e) => reply.error(errno("lookup", &e)),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.spawn("getattr", |fs| async move {
+            match fs.getattr(ino.0).await {
+                Ok(m) => reply.attr(&fs.ttl(), &fs.attr(ino.0, &m)),
+                Err(e) => reply.error(errno("getattr", &e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: time(atime),
+            mtime: time(mtime),
+        };
+        self.spawn("setattr", |fs| async move {
+            match fs.setattr(ino.0, set).await {
+                Ok(m) => reply.attr(&fs.ttl(), &fs.attr(ino.0, &m)),
+                Err(e) => reply.error(errno("setattr", &e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.spawn("readlink", |fs| async move {
+            match fs.readlink(ino.0).await {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(errno("readlink", &e)),
+            }
+        });
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let name = name.to_owned();
+        self.spawn("mkdir", |fs| async move {
+            match fs.mkdir(parent.0, &name, mode, umask).await {
+                Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
+                Err(e) => reply.error(errno("mkdir", &e)),
+            }
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.to_owned();
+        self.spawn("unlink", |fs| async move {
+            match fs.unlink(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("unlink", &e)),
+            }
+        });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.to_owned();
+        self.spawn("rmdir", |fs| async move {
+            match fs.rmdir(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("rmdir", &e)),
+            }
+        });
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (name, target) = (link_name.to_owned(), target.to_owned());
+        self.spawn("symlink", |fs| async move {
+            match fs.symlink(parent.0, &name, &target).await {
+                Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
+                Err(e) => reply.error(errno("symlink", &e)),
+            }
+        });
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (name, newname) = (name.to_owned(), newname.to_owned());
+        self.spawn("rename", |fs| async move {
+            match fs
+                .rename(parent.0, &name, newparent.0, &newname, flags.bits())
+                .await
+            {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("rename", &e)),
+            }
+        });
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let newname = newname.to_owned();
+        self.spawn("link", |fs| async move {
+            match fs.link(ino.0, newparent.0, &newname).await {
+                Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
+                Err(e) => reply.error(errno("link", &e)),
+            }
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.spawn("open", |fs| async move {
+            match fs.open(ino.0, flags.0).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(errno("open", &e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.spawn("read", |fs| async move {
+            match fs.read(ino.0, fh.0, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(errno("read", &e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let data = data.to_vec();
+        self.spawn("write", |fs| async move {
+            match fs.write(ino.0, fh.0, offset, &data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno("write", &e)),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn("flush", |fs| async move {
+            match fs.flush(ino.0, fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("flush", &e)),
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn("release", |fs| async move {
+            match fs.release(ino.0, fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("release", &e)),
+            }
+        });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn("fsync", |fs| async move {
+            match fs.fsync(ino.0, fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("fsync", &e)),
+            }
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.spawn("opendir", |fs| async move {
+            match fs.opendir(ino.0).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(errno("opendir", &e)),
+            }
+        });
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.fs.readdir(fh.0, offset) {
+            Ok(entries) => {
+                for (e, next) in entries {
+                    let ino = self.fs.entry_ino(ino.0, &e, false);
+                    if reply.add(INodeNo(ino), next, e.meta.kind, &e.name) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno("readdir", &e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self.fs.readdir(fh.0, offset) {
+            Ok(entries) => {
+                let ttl = self.fs.ttl();
+                for (e, next) in entries {
+                    let eino = self.fs.entry_ino(ino.0, &e, true);
+                    let attr = self.fs.attr(eino, &e.meta);
+                    if reply.add(INodeNo(eino), next, &e.name, &ttl, &attr, Generation(0)) {
+                        // not sent: the kernel will not count this lookup
+                        if e.target.is_some() {
+                            self.fs.forget(eino, 1);
+                        }
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno("readdirplus", &e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        self.spawn("statfs", |fs| async move {
+            match fs.statfs(ino.0).await {
+                Ok(s) => reply.statfs(
+                    s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+                ),
+                Err(e) => reply.error(errno("statfs", &e)),
+            }
+        });
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let name = name.to_owned();
+        self.spawn("create", |fs| async move {
+            match fs.create(parent.0, &name, mode, umask, flags).await {
+                Ok((ino, m, fh)) => reply.created(
+                    &fs.ttl(),
+                    &fs.attr(ino, &m),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                ),
+                Err(e) => reply.error(errno("create", &e)),
+            }
+        });
+    }
+}

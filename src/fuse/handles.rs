@@ -1,0 +1,549 @@
+//! Open files and directories. One [`OpenFile`] per inode is shared by all its handles, so
+//! dup'd descriptors and other handles read their writes. Its body is the host file itself on
+//! local mounts, and on object backends either remote (reads with a growing read-ahead window)
+//! or a copy staged on local disk that `flush`/`fsync` upload.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fuse::inode::Target;
+use crate::storage::mount::{Mount, CHUNK};
+
+/// Smallest and largest read-ahead windows of a sequential reader.
+const MIN_WINDOW: u64 = 256 << 10;
+const MAX_WINDOW: u64 = 16 << 20;
+
+/// Per-handle read-ahead state.
+#[derive(Debug, Default)]
+struct ReadAhead {
+    start: u64,
+    buf: Bytes,
+    next: u64,
+    window: u64,
+}
+
+#[derive(Debug)]
+enum Body {
+    /// Object backend, nothing staged: reads go to the backend.
+    Remote,
+    /// Local mount: the host file, opened once for all handles.
+    Native(Arc<File>),
+    /// Object backend: a private copy on local disk, uploaded when dirty.
+    Staged { file: Arc<File>, dirty: bool },
+}
+
+/// The state of one open inode.
+#[derive(Debug)]
+pub struct OpenFile {
+    mount: Arc<Mount>,
+    /// Serialises staging, writes and uploads of this one file (an async lock; unrelated
+    /// files never wait on each other).
+    body: tokio::sync::Mutex<Body>,
+    /// Size as the kernel should see it while this file is open (kept outside the lock so
+    /// that getattr never waits for an upload).
+    size: AtomicU64,
+    staged: std::sync::atomic::AtomicBool,
+    handles: AtomicUsize,
+}
+
+/// One open file handle.
+#[derive(Debug)]
+pub struct FileHandle {
+    /// The inode.
+    pub ino: u64,
+    /// The shared state of the inode.
+    pub file: Arc<OpenFile>,
+    /// Opened for writing.
+    pub writable: bool,
+    /// Opened with O_APPEND: every write goes to the end.
+    pub append: bool,
+    readahead: Mutex<ReadAhead>,
+}
+
+/// A directory entry snapshot taken by opendir.
+#[derive(Debug, Clone)]
+pub struct DirEntry<M> {
+    /// Name in the directory.
+    pub name: String,
+    /// What it stands for (None for `.` and `..`).
+    pub target: Option<Target>,
+    /// Its attributes.
+    pub meta: M,
+}
+
+/// An open directory: the listing, so offsets stay stable across readdir calls.
+#[derive(Debug)]
+pub struct DirHandle<M> {
+    /// The directory's inode.
+    pub ino: u64,
+    /// The entries, `.` and `..` first.
+    pub entries: Arc<Vec<DirEntry<M>>>,
+}
+
+fn io_err(ctx: &str, e: std::io::Error) -> Error {
+    Error::from_io(ctx.to_string(), e)
+}
+
+impl OpenFile {
+    fn new(mount: Arc<Mount>, body: Body, size: u64) -> Self {
+        OpenFile {
+            mount,
+            staged: std::sync::atomic::AtomicBool::new(matches!(body, Body::Staged { .. })),
+            body: tokio::sync::Mutex::new(body),
+            size: AtomicU64::new(size),
+            handles: AtomicUsize::new(0),
+        }
+    }
+
+    /// An open file not registered in the handle table (a truncate without an open handle).
+    pub fn detached(mount: Arc<Mount>, size: u64) -> Self {
+        OpenFile::new(mount, Body::Remote, size)
+    }
+
+    /// The size to report while staged (None: ask the backend).
+    pub fn staged_size(&self) -> Option<u64> {
+        if self.staged.load(Ordering::Acquire) {
+            Some(self.size.load(Ordering::Acquire))
+        } else {
+            None
+        }
+    }
+
+    /// Number of open handles.
+    pub fn handle_count(&self) -> usize {
+        self.handles.load(Ordering::Acquire)
+    }
+
+    /// Read `len` bytes at `off` (short at the end of the file).
+    pub async fn read(&self, path: &str, fh: &FileHandle, off: u64, len: u32) -> Result<Bytes> {
+        let ctx = self.mount.ctx(path);
+        let file = {
+            let body = self.body.lock().await;
+            match &*body {
+                Body::Native(f) | Body::Staged { file: f, .. } => Some(f.clone()),
+                Body::Remote => None,
+            }
+        };
+        if let Some(f) = file {
+            let mut buf = vec![0u8; len as usize];
+            let mut got = 0usize;
+            while got < buf.len() {
+                match f.read_at(&mut buf[got..], off + got as u64) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_err(&ctx, e)),
+                }
+            }
+            buf.truncate(got);
+            return Ok(Bytes::from(buf));
+        }
+        self.read_remote(path, fh, off, len).await
+    }
+
+    async fn read_remote(&self, path: &str, fh: &FileHandle, off: u64, len: u32) -> Result<Bytes> {
+        let size = self.size.load(Ordering::Acquire);
+        let end = (off + len as u64).min(size);
+        if off >= end {
+            return Ok(Bytes::new());
+        }
+        let window = {
+            let ra = fh.readahead.lock().unwrap_or_else(|e| e.into_inner());
+            let buf_end = ra.start + ra.buf.len() as u64;
+            if off >= ra.start && end <= buf_end {
+                let s = (off - ra.start) as usize;
+                return Ok(ra.buf.slice(s..s + (end - off) as usize));
+            }
+            if off == ra.next && ra.next != 0 {
+                (ra.window * 2).clamp(MIN_WINDOW, MAX_WINDOW)
+            } else {
+                0
+            }
+        };
+        let fetch_end = (off + window).max(end).min(size);
+        let data = self.mount.read_range(path, off, fetch_end).await?;
+        let want = ((end - off) as usize).min(data.len());
+        let out = data.slice(0..want);
+        let mut ra = fh.readahead.lock().unwrap_or_else(|e| e.into_inner());
+        *ra = ReadAhead {
+            start: off,
+            buf: data,
+            next: end,
+            window,
+        };
+        Ok(out)
+    }
+
+    /// Make the body writable: open the host file read-write, or stage a copy (downloaded
+    /// when `keep`, empty otherwise).
+    async fn writable_body<'a>(
+        &self,
+        body: &'a mut Body,
+        path: &str,
+        host: Option<&Path>,
+        cache_dir: &Path,
+        keep: bool,
+    ) -> Result<&'a File> {
+        let ctx = self.mount.ctx(path);
+        if let Body::Remote = body {
+            let file = tempfile::tempfile_in(cache_dir)
+                .map_err(|e| Error::from_io(format!("cache dir {}", cache_dir.display()), e))?;
+            let size = self.size.load(Ordering::Acquire);
+            if keep && size > 0 {
+                let reader = self.mount.reader(path).await?;
+                let mut off = 0u64;
+                while off < size {
+                    let end = (off + CHUNK as u64).min(size);
+                    let buf = reader
+                        .read(off..end)
+                        .await
+                        .map_err(|e| Error::from_opendal(ctx.clone(), e))?
+                        .to_bytes();
+                    if buf.is_empty() {
+                        break;
+                    }
+                    file.write_all_at(&buf, off).map_err(|e| io_err(&ctx, e))?;
+                    off += buf.len() as u64;
+                }
+            } else {
+                self.size.store(0, Ordering::Release);
+            }
+            *body = Body::Staged {
+                file: Arc::new(file),
+                dirty: true,
+            };
+            self.staged.store(true, Ordering::Release);
+        }
+        if let (Body::Native(f), Some(host)) = (&*body, host) {
+            // Reopen read-write when the file was first opened read-only.
+            if !is_writable(f) {
+                let rw = open_native(host, true).map_err(|e| io_err(&ctx, e))?;
+                *body = Body::Native(Arc::new(rw));
+            }
+        }
+        match body {
+            Body::Native(f) => Ok(f),
+            Body::Staged { file, dirty } => {
+                *dirty = true;
+                Ok(file)
+            }
+            Body::Remote => unreachable!("staged above"),
+        }
+    }
+
+    /// Write `data` at `off` (at the end for O_APPEND handles).
+    pub async fn write(
+        &self,
+        path: &str,
+        host: Option<&Path>,
+        cache_dir: &Path,
+        fh: &FileHandle,
+        off: u64,
+        data: &[u8],
+    ) -> Result<u32> {
+        let ctx = self.mount.ctx(path);
+        let mut body = self.body.lock().await;
+        let f = self
+            .writable_body(&mut body, path, host, cache_dir, true)
+            .await?;
+        let off = if fh.append {
+            f.metadata().map_err(|e| io_err(&ctx, e))?.len()
+        } else {
+            off
+        };
+        f.write_all_at(data, off).map_err(|e| io_err(&ctx, e))?;
+        let end = off + data.len() as u64;
+        self.size.fetch_max(end, Ordering::AcqRel);
+        Ok(data.len() as u32)
+    }
+
+    /// Set the size (grow with zeros or shrink).
+    pub async fn truncate(
+        &self,
+        path: &str,
+        host: Option<&Path>,
+        cache_dir: &Path,
+        size: u64,
+    ) -> Result<()> {
+        let ctx = self.mount.ctx(path);
+        let mut body = self.body.lock().await;
+        let f = self
+            .writable_body(&mut body, path, host, cache_dir, size > 0)
+            .await?;
+        f.set_len(size).map_err(|e| io_err(&ctx, e))?;
+        self.size.store(size, Ordering::Release);
+        Ok(())
+    }
+
+    /// Make the backend hold every byte written so far. `path` is None when the file was
+    /// unlinked: then nothing is uploaded (an unlinked file must not come back).
+    pub async fn flush(&self, path: Option<&str>, sync: bool) -> Result<bool> {
+        let mut body = self.body.lock().await;
+        match &mut *body {
+            Body::Remote => Ok(false),
+            Body::Native(f) => {
+                if sync {
+                    f.sync_all()
+                        .map_err(|e| io_err(&self.mount.ctx(path.unwrap_or("")), e))?;
+                }
+                Ok(false)
+            }
+            Body::Staged { file, dirty } => {
+                let Some(path) = path else {
+                    *dirty = false;
+                    return Ok(false);
+                };
+                if !*dirty {
+                    return Ok(false);
+                }
+                let size = file
+                    .metadata()
+                    .map_err(|e| io_err(&self.mount.ctx(path), e))?
+                    .len();
+                upload(&self.mount, path, file, size).await?;
+                *dirty = false;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Is there data the backend does not hold yet?
+    pub async fn is_dirty(&self) -> bool {
+        matches!(&*self.body.lock().await, Body::Staged { dirty: true, .. })
+    }
+}
+
+fn is_writable(f: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETFL on a valid, owned descriptor has no side effects.
+    let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+    flags >= 0 && (flags & libc::O_ACCMODE) != libc::O_RDONLY
+}
+
+/// Open a host file without following a final symlink.
+pub fn open_native(host: &Path, write: bool) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(host)
+}
+
+async fn upload(mount: &Mount, path: &str, file: &File, size: u64) -> Result<()> {
+    let ctx = mount.ctx(path);
+    if size == 0 {
+        return mount.write_all(path, Bytes::new()).await;
+    }
+    let mut w = mount.writer(path).await?;
+    let mut off = 0u64;
+    while off < size {
+        let n = (CHUNK as u64).min(size - off) as usize;
+        let mut buf = vec![0u8; n];
+        if let Err(e) = file.read_exact_at(&mut buf, off) {
+            let _ = mount.abort_writer(path, w).await;
+            return Err(io_err(&ctx, e));
+        }
+        if let Err(e) = w.write(buf).await {
+            let _ = mount.abort_writer(path, w).await;
+            return Err(Error::from_opendal(ctx, e));
+        }
+        off += n as u64;
+    }
+    w.close()
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::from_opendal(ctx, e))
+}
+
+/// The table of open handles and of per-inode open files.
+#[derive(Debug)]
+pub struct Handles<M> {
+    next: AtomicU64,
+    files: Mutex<HashMap<u64, Arc<FileHandle>>>,
+    dirs: Mutex<HashMap<u64, Arc<DirHandle<M>>>>,
+    open: Mutex<HashMap<u64, Arc<OpenFile>>>,
+}
+
+impl<M> Default for Handles<M> {
+    fn default() -> Self {
+        Handles {
+            next: AtomicU64::new(1),
+            files: Mutex::default(),
+            dirs: Mutex::default(),
+            open: Mutex::default(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<M> Handles<M> {
+    /// The open file of an inode, if any handle is open on it.
+    pub fn open_file(&self, ino: u64) -> Option<Arc<OpenFile>> {
+        lock(&self.open).get(&ino).cloned()
+    }
+
+    /// Every open file (for flushing at shutdown).
+    pub fn all_open(&self) -> Vec<(u64, Arc<OpenFile>)> {
+        lock(&self.open)
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+
+    /// Open a handle on `ino`. `host` is the local file (local mounts), `size` the current
+    /// size on object backends.
+    pub fn open(
+        &self,
+        ino: u64,
+        mount: &Arc<Mount>,
+        host: Option<&Path>,
+        size: u64,
+        writable: bool,
+        append: bool,
+    ) -> Result<(u64, Arc<FileHandle>)> {
+        let file = {
+            let mut open = lock(&self.open);
+            match open.get(&ino) {
+                Some(f) => f.clone(),
+                None => {
+                    let body = match host {
+                        Some(h) => Body::Native(Arc::new(
+                            open_native(h, writable)
+                                .map_err(|e| Error::from_io(h.display().to_string(), e))?,
+                        )),
+                        None => Body::Remote,
+                    };
+                    let f = Arc::new(OpenFile::new(mount.clone(), body, size));
+                    open.insert(ino, f.clone());
+                    f
+                }
+            }
+        };
+        file.handles.fetch_add(1, Ordering::AcqRel);
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        let h = Arc::new(FileHandle {
+            ino,
+            file,
+            writable,
+            append,
+            readahead: Mutex::default(),
+        });
+        lock(&self.files).insert(fh, h.clone());
+        Ok((fh, h))
+    }
+
+    /// A file handle.
+    pub fn file(&self, fh: u64) -> Result<Arc<FileHandle>> {
+        lock(&self.files).get(&fh).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidPath,
+                format!("fh {fh}"),
+                "bad file handle",
+            )
+        })
+    }
+
+    /// Drop a file handle; returns the open file and whether it was the inode's last handle.
+    pub fn release(&self, fh: u64) -> Option<(Arc<FileHandle>, bool)> {
+        let h = lock(&self.files).remove(&fh)?;
+        let last = h.file.handles.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last {
+            let mut open = lock(&self.open);
+            if open
+                .get(&h.ino)
+                .is_some_and(|f| Arc::ptr_eq(f, &h.file) && f.handle_count() == 0)
+            {
+                open.remove(&h.ino);
+            }
+        }
+        Some((h, last))
+    }
+
+    /// Store a directory listing; returns its handle.
+    pub fn open_dir(&self, ino: u64, entries: Vec<DirEntry<M>>) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.dirs).insert(
+            fh,
+            Arc::new(DirHandle {
+                ino,
+                entries: Arc::new(entries),
+            }),
+        );
+        fh
+    }
+
+    /// Replace a directory handle's listing (rewinddir).
+    pub fn refresh_dir(&self, fh: u64, ino: u64, entries: Vec<DirEntry<M>>) {
+        lock(&self.dirs).insert(
+            fh,
+            Arc::new(DirHandle {
+                ino,
+                entries: Arc::new(entries),
+            }),
+        );
+    }
+
+    /// A directory handle.
+    pub fn dir(&self, fh: u64) -> Result<Arc<DirHandle<M>>> {
+        lock(&self.dirs).get(&fh).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidPath,
+                format!("fh {fh}"),
+                "bad directory handle",
+            )
+        })
+    }
+
+    /// Drop a directory handle.
+    pub fn release_dir(&self, fh: u64) {
+        lock(&self.dirs).remove(&fh);
+    }
+}
+
+/// Where staged data goes: a private directory, removed when dropped.
+#[derive(Debug)]
+pub struct CacheDir {
+    path: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl CacheDir {
+    /// Use `dir` (created if missing), or a private temp dir.
+    pub fn new(dir: Option<&Path>) -> Result<CacheDir> {
+        match dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .map_err(|e| Error::from_io(format!("cache dir {}", d.display()), e))?;
+                Ok(CacheDir {
+                    path: d.to_path_buf(),
+                    _tmp: None,
+                })
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("genro-storage-cache-")
+                    .tempdir()
+                    .map_err(|e| Error::from_io("cache dir", e))?;
+                Ok(CacheDir {
+                    path: t.path().to_path_buf(),
+                    _tmp: Some(t),
+                })
+            }
+        }
+    }
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -1,0 +1,272 @@
+//! The inode table: inode number ↔ (mount, path), with the kernel's lookup counts and `forget`.
+//!
+//! An inode lives while the kernel holds a lookup on it (or a file on it is open); `forget`
+//! drops it, so memory stays bounded while `find` walks a large tree. Renames move paths, and
+//! unlink detaches a path so that a new file there gets a new inode.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The inode number of the filesystem root (the directory listing the mounts).
+pub const ROOT: u64 = 1;
+
+/// What an inode stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The root directory that lists the mounts.
+    Root,
+    /// A path on a mount (by index in the mount list); `""` is the mount's root.
+    Path(usize, String),
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// None once unlinked (the inode stays until forgotten).
+    target: Option<Target>,
+    lookups: u64,
+    /// Open handles; an inode with open handles is not dropped by `forget`.
+    opens: u64,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    slots: HashMap<u64, Slot>,
+    by_target: HashMap<Target, u64>,
+    next: u64,
+}
+
+/// The inode table; every call takes the lock briefly and never across an `.await`.
+#[derive(Debug)]
+pub struct Inodes {
+    t: Mutex<Table>,
+}
+
+impl Default for Inodes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Inodes {
+    /// A table holding only the root.
+    pub fn new() -> Self {
+        let mut t = Table {
+            next: ROOT + 1,
+            ..Default::default()
+        };
+        t.slots.insert(
+            ROOT,
+            Slot {
+                target: Some(Target::Root),
+                lookups: 1,
+                opens: 0,
+            },
+        );
+        t.by_target.insert(Target::Root, ROOT);
+        Inodes { t: Mutex::new(t) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.t.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What `ino` stands for, if it is known and not unlinked.
+    pub fn target(&self, ino: u64) -> Option<Target> {
+        self.lock().slots.get(&ino).and_then(|s| s.target.clone())
+    }
+
+    /// Is the inode known at all (unlinked ones included)?
+    pub fn known(&self, ino: u64) -> bool {
+        self.lock().slots.contains_key(&ino)
+    }
+
+    /// The inode of `target`, created if needed, with one more kernel lookup counted.
+    /// Called before the reply is sent.
+    pub fn lookup(&self, target: Target) -> u64 {
+        let mut t = self.lock();
+        if let Some(&ino) = t.by_target.get(&target) {
+            if let Some(s) = t.slots.get_mut(&ino) {
+                s.lookups += 1;
+            }
+            return ino;
+        }
+        let ino = t.next;
+        t.next += 1;
+        t.slots.insert(
+            ino,
+            Slot {
+                target: Some(target.clone()),
+                lookups: 1,
+                opens: 0,
+            },
+        );
+        t.by_target.insert(target, ino);
+        ino
+    }
+
+    /// The inode of `target` if it has one, without counting a lookup (readdir).
+    pub fn peek(&self, target: &Target) -> Option<u64> {
+        self.lock().by_target.get(target).copied()
+    }
+
+    /// The kernel dropped `n` lookups.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT {
+            return;
+        }
+        let mut t = self.lock();
+        let drop_it = match t.slots.get_mut(&ino) {
+            Some(s) => {
+                s.lookups = s.lookups.saturating_sub(n);
+                s.lookups == 0 && s.opens == 0
+            }
+            None => false,
+        };
+        if drop_it {
+            Self::remove(&mut t, ino);
+        }
+    }
+
+    fn remove(t: &mut Table, ino: u64) {
+        if let Some(s) = t.slots.remove(&ino) {
+            if let Some(target) = s.target {
+                if t.by_target.get(&target) == Some(&ino) {
+                    t.by_target.remove(&target);
+                }
+            }
+        }
+    }
+
+    /// A handle was opened on `ino`.
+    pub fn open(&self, ino: u64) {
+        if let Some(s) = self.lock().slots.get_mut(&ino) {
+            s.opens += 1;
+        }
+    }
+
+    /// A handle on `ino` was released.
+    pub fn close(&self, ino: u64) {
+        let mut t = self.lock();
+        let drop_it = match t.slots.get_mut(&ino) {
+            Some(s) => {
+                s.opens = s.opens.saturating_sub(1);
+                s.opens == 0 && s.lookups == 0 && ino != ROOT
+            }
+            None => false,
+        };
+        if drop_it {
+            Self::remove(&mut t, ino);
+        }
+    }
+
+    /// The path was removed: its inode (if any) keeps living for open handles but no longer
+    /// stands for the path.
+    pub fn unlink(&self, target: &Target) {
+        let mut t = self.lock();
+        if let Some(ino) = t.by_target.remove(target) {
+            if let Some(s) = t.slots.get_mut(&ino) {
+                s.target = None;
+            }
+        }
+    }
+
+    /// `from` became `to` (with everything below it). A file that `to` replaced is unlinked.
+    pub fn rename(&self, mount: usize, from: &str, to: &str) {
+        let mut t = self.lock();
+        let dest = Target::Path(mount, to.to_string());
+        if let Some(old) = t.by_target.remove(&dest) {
+            if let Some(s) = t.slots.get_mut(&old) {
+                s.target = None;
+            }
+        }
+        let prefix = format!("{from}/");
+        let moved: Vec<(Target, u64)> = t
+            .by_target
+            .iter()
+            .filter(|(k, _)| match k {
+                Target::Path(m, p) => *m == mount && (p == from || p.starts_with(&prefix)),
+                Target::Root => false,
+            })
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for (old, ino) in moved {
+            t.by_target.remove(&old);
+            let Target::Path(m, p) = old else { continue };
+            let new = Target::Path(m, format!("{to}{}", &p[from.len()..]));
+            if let Some(s) = t.slots.get_mut(&ino) {
+                s.target = Some(new.clone());
+            }
+            t.by_target.insert(new, ino);
+        }
+    }
+
+    /// How many inodes are held (for tests and stats).
+    pub fn len(&self) -> usize {
+        self.lock().slots.len()
+    }
+
+    /// True when only the root is left.
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Target {
+        Target::Path(0, s.into())
+    }
+
+    #[test]
+    fn lookups_and_forget_bound_the_table() {
+        let t = Inodes::new();
+        let a = t.lookup(p("a"));
+        assert_eq!(t.lookup(p("a")), a);
+        t.forget(a, 1);
+        assert_eq!(t.target(a), Some(p("a")));
+        t.forget(a, 1);
+        assert_eq!(t.target(a), None);
+        for i in 0..1000 {
+            let ino = t.lookup(p(&format!("f{i}")));
+            t.forget(ino, 1);
+        }
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn open_handles_keep_an_inode() {
+        let t = Inodes::new();
+        let a = t.lookup(p("a"));
+        t.open(a);
+        t.forget(a, 1);
+        assert!(t.known(a));
+        t.close(a);
+        assert!(!t.known(a));
+    }
+
+    #[test]
+    fn rename_moves_descendants_and_unlinks_the_replaced() {
+        let t = Inodes::new();
+        let d = t.lookup(p("d"));
+        let f = t.lookup(p("d/f"));
+        let other = t.lookup(p("dx"));
+        let victim = t.lookup(p("e"));
+        t.rename(0, "d", "e");
+        assert_eq!(t.target(d), Some(p("e")));
+        assert_eq!(t.target(f), Some(p("e/f")));
+        assert_eq!(t.target(other), Some(p("dx")));
+        assert_eq!(t.target(victim), None);
+        assert_eq!(t.peek(&p("e/f")), Some(f));
+    }
+
+    #[test]
+    fn unlink_gives_the_path_a_new_inode() {
+        let t = Inodes::new();
+        let a = t.lookup(p("a"));
+        t.unlink(&p("a"));
+        assert_eq!(t.target(a), None);
+        assert_ne!(t.lookup(p("a")), a);
+    }
+}

@@ -1,0 +1,135 @@
+//! Native system calls for local mounts: lstat, times, ownership, renameat2, statvfs. Paths
+//! given here were checked to stay inside the mount root; none follows a final symlink.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::FileType;
+
+use crate::fuse::fs::{Meta, TimeSet};
+
+fn cstr(p: &Path) -> std::io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn time(secs: i64, nsecs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nsecs as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+/// Attributes of a host path, not following a final symlink. `Ok(None)` when missing.
+pub fn lstat(p: &Path) -> std::io::Result<Option<Meta>> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) => Ok(Some(meta(&m))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Convert host metadata.
+pub fn meta(m: &std::fs::Metadata) -> Meta {
+    let ft = m.file_type();
+    let kind = if ft.is_dir() {
+        FileType::Directory
+    } else if ft.is_symlink() {
+        FileType::Symlink
+    } else {
+        FileType::RegularFile
+    };
+    Meta {
+        kind,
+        size: m.size(),
+        blocks: m.blocks(),
+        atime: time(m.atime(), m.atime_nsec()),
+        mtime: time(m.mtime(), m.mtime_nsec()),
+        ctime: time(m.ctime(), m.ctime_nsec()),
+        perm: (m.mode() & 0o7777) as u16,
+        uid: m.uid(),
+        gid: m.gid(),
+        nlink: m.nlink() as u32,
+    }
+}
+
+fn timespec(t: Option<TimeSet>) -> libc::timespec {
+    match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(TimeSet::Now) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(TimeSet::At(t)) => {
+            let (s, n) = match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => (d.as_secs() as i64, d.subsec_nanos() as i64),
+                Err(e) => (-(e.duration().as_secs() as i64), 0),
+            };
+            libc::timespec {
+                tv_sec: s,
+                tv_nsec: n,
+            }
+        }
+    }
+}
+
+/// Set access and modification times (`None` leaves one as it is).
+pub fn set_times(p: &Path, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> std::io::Result<()> {
+    let c = cstr(p)?;
+    let ts = [timespec(atime), timespec(mtime)];
+    // SAFETY: c is a valid NUL-terminated path and ts a two-element array, as utimensat wants.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// rename(2) with RENAME_NOREPLACE / RENAME_EXCHANGE flags.
+pub fn rename(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    // SAFETY: both paths are valid NUL-terminated strings.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Filesystem figures of the disk holding `p`.
+pub fn statvfs(p: &Path) -> std::io::Result<libc::statvfs> {
+    let c = cstr(p)?;
+    // SAFETY: zeroed statvfs is a valid out-parameter; c is a valid path.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+    if r == 0 {
+        Ok(s)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,276 @@
+//! The FUSE daemon: every configured mount as a directory of one mountpoint.
+//!
+//! `adapter.rs` speaks to the kernel, `fs.rs` is the async core, `inode.rs`, `attr_cache.rs`
+//! and `handles.rs` hold its state, `local.rs` the native calls of local mounts.
+
+pub mod adapter;
+pub mod attr_cache;
+pub mod fs;
+pub mod handles;
+pub mod inode;
+pub mod local;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, FuseConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::manager::AsyncStorageManager;
+
+pub use fs::{Fs, FsOptions};
+
+/// Daemon settings: the `[fuse]` table, overridden by command-line flags.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// Refuse every change with EROFS.
+    pub read_only: bool,
+    /// Let other users in (turns on `default_permissions`).
+    pub allow_other: bool,
+    /// Owner shown on object backends.
+    pub uid: Option<u32>,
+    /// Group shown on object backends.
+    pub gid: Option<u32>,
+    /// File mode on object backends.
+    pub file_mode: Option<u16>,
+    /// Directory mode on object backends.
+    pub dir_mode: Option<u16>,
+    /// Attribute TTL (default 1 s).
+    pub attr_ttl: Option<Duration>,
+    /// Negative entry TTL (default: the attribute TTL).
+    pub negative_ttl: Option<Duration>,
+    /// Where dirty data is staged.
+    pub cache_dir: Option<PathBuf>,
+    /// Runtime worker threads.
+    pub threads: Option<usize>,
+    /// `-o` options.
+    pub options: Vec<String>,
+}
+
+/// Parse an octal mode such as `0644` or `644`.
+pub fn parse_mode(s: &str) -> std::result::Result<u16, String> {
+    let t = s.trim_start_matches("0o");
+    u16::from_str_radix(t, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode such as 0644"))
+}
+
+impl DaemonOptions {
+    /// Fill what the command line left unset from the `[fuse]` table.
+    pub fn merge(mut self, f: &FuseConfig) -> Result<Self> {
+        let cfg = |k: &str, m: String| Error::config(format!("[fuse]: key \"{k}\""), m);
+        self.read_only |= f.read_only.unwrap_or(false);
+        self.allow_other |= f.allow_other.unwrap_or(false);
+        self.uid = self.uid.or(f.uid);
+        self.gid = self.gid.or(f.gid);
+        if self.file_mode.is_none() {
+            if let Some(m) = &f.file_mode {
+                self.file_mode = Some(parse_mode(m).map_err(|e| cfg("file_mode", e))?);
+            }
+        }
+        if self.dir_mode.is_none() {
+            if let Some(m) = &f.dir_mode {
+                self.dir_mode = Some(parse_mode(m).map_err(|e| cfg("dir_mode", e))?);
+            }
+        }
+        let secs = |k: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(cfg(k, format!("{v} is not a number of seconds")))
+            }
+        };
+        if self.attr_ttl.is_none() {
+            if let Some(v) = f.attr_ttl {
+                self.attr_ttl = Some(secs("attr_ttl", v)?);
+            }
+        }
+        if self.negative_ttl.is_none() {
+            if let Some(v) = f.negative_ttl {
+                self.negative_ttl = Some(secs("negative_ttl", v)?);
+            }
+        }
+        self.cache_dir = self.cache_dir.or(f.cache_dir.clone());
+        self.threads = self.threads.or(f.threads);
+        if let Some(o) = &f.options {
+            let mut all = o.clone();
+            all.append(&mut self.options);
+            self.options = all;
+        }
+        Ok(self)
+    }
+
+    /// The core's options.
+    pub fn fs_options(&self) -> FsOptions {
+        let d = FsOptions::default();
+        let attr_ttl = self.attr_ttl.unwrap_or(d.attr_ttl);
+        FsOptions {
+            uid: self.uid.unwrap_or(d.uid),
+            gid: self.gid.unwrap_or(d.gid),
+            file_mode: self.file_mode.unwrap_or(d.file_mode),
+            dir_mode: self.dir_mode.unwrap_or(d.dir_mode),
+            attr_ttl,
+            negative_ttl: self.negative_ttl.unwrap_or(attr_ttl),
+            read_only: self.read_only || self.options.iter().any(|o| o == "ro"),
+            cache_dir: self.cache_dir.clone(),
+        }
+    }
+
+    fn fuser_config(&self) -> fuser::Config {
+        use fuser::MountOption as O;
+        let mut c = fuser::Config::default();
+        c.mount_options = vec![
+            O::FSName("genro-storage".into()),
+            O::Subtype("genro-storage".into()),
+        ];
+        if self.fs_options().read_only {
+            c.mount_options.push(O::RO);
+        }
+        if self.allow_other {
+            c.acl = fuser::SessionACL::All;
+            c.mount_options.push(O::DefaultPermissions);
+        }
+        for o in &self.options {
+            match o.as_str() {
+                "ro" | "rw" | "nonempty" | "allow_other" | "" => {}
+                "default_permissions" => c.mount_options.push(O::DefaultPermissions),
+                "noatime" => c.mount_options.push(O::NoAtime),
+                "noexec" => c.mount_options.push(O::NoExec),
+                "nosuid" => c.mount_options.push(O::NoSuid),
+                "nodev" => c.mount_options.push(O::NoDev),
+                "sync" => c.mount_options.push(O::Sync),
+                "dirsync" => c.mount_options.push(O::DirSync),
+                other => c.mount_options.push(O::CUSTOM(other.to_string())),
+            }
+        }
+        if self.options.iter().any(|o| o == "allow_other") && !self.allow_other {
+            c.acl = fuser::SessionACL::All;
+            c.mount_options.push(O::DefaultPermissions);
+        }
+        c.n_threads = Some(2);
+        c.clone_fd = true;
+        c
+    }
+}
+
+fn mount_err(mnt: &Path, msg: impl Into<String>) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        format!("mountpoint {}", mnt.display()),
+        msg,
+    )
+}
+
+/// Lazily unmount whatever is mounted at `mnt` (a stale mount of a killed daemon).
+pub fn unmount(mnt: &Path, lazy: bool) -> std::io::Result<()> {
+    let c = CString::new(mnt.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Check the mountpoint before mounting: it exists, is an empty directory (unless
+/// `nonempty`), and a stale mount left by a killed daemon is cleared.
+pub fn check_mountpoint(mnt: &Path, nonempty: bool) -> Result<PathBuf> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "/dev/fuse",
+            "missing: load the fuse module (modprobe fuse) or run where FUSE is available",
+        ));
+    }
+    match std::fs::metadata(mnt) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            tracing::warn!(mountpoint = %mnt.display(), "clearing a stale mount left by a daemon that died");
+            unmount(mnt, true).map_err(|e| {
+                mount_err(
+                    mnt,
+                    format!("a stale mount is in the way and cannot be cleared ({e}); run: umount -l {}", mnt.display()),
+                )
+            })?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(mount_err(mnt, "does not exist (create it with mkdir)"))
+        }
+        Err(e) => return Err(mount_err(mnt, e.to_string())),
+        Ok(m) if !m.is_dir() => return Err(mount_err(mnt, "is not a directory")),
+        Ok(_) => {}
+    }
+    let mnt = mnt
+        .canonicalize()
+        .map_err(|e| mount_err(mnt, e.to_string()))?;
+    if !nonempty {
+        let mut rd = std::fs::read_dir(&mnt).map_err(|e| mount_err(&mnt, e.to_string()))?;
+        if rd.next().is_some() {
+            return Err(mount_err(
+                &mnt,
+                "is not empty (use -o nonempty to mount over it)",
+            ));
+        }
+    }
+    Ok(mnt)
+}
+
+/// Mount `config`'s mounts at `mountpoint` and serve until SIGINT, SIGTERM or umount; then
+/// upload every dirty file, unmount and return.
+pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()> {
+    let opts = opts.merge(&config.fuse)?;
+    let mnt = check_mountpoint(mountpoint, opts.options.iter().any(|o| o == "nonempty"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads.unwrap_or(4).max(1))
+        .thread_name("genro-fuse")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::from_io("runtime", e))?;
+    let storage = AsyncStorageManager::new();
+    storage.configure_validated(config)?;
+    let fs = Arc::new(Fs::new(storage.mounts(), opts.fs_options())?);
+    let adapter = adapter::Adapter::new(fs.clone(), rt.handle().clone());
+    let session = fuser::Session::new(adapter, &mnt, &opts.fuser_config())
+        .map_err(|e| mount_err(&mnt, format!("mount failed: {e}")))?;
+    let bg = session
+        .spawn()
+        .map_err(|e| mount_err(&mnt, format!("cannot start the session: {e}")))?;
+    tracing::info!(mountpoint = %mnt.display(), mounts = ?storage.mount_names(), "mounted");
+    let signal = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| Error::from_io("signal", e))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::from_io("signal", e))?;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = term.recv() => return Ok::<_, Error>(Some("SIGTERM")),
+                _ = int.recv() => return Ok(Some("SIGINT")),
+                _ = tick.tick() => if bg.guard.is_finished() { return Ok(None) },
+            }
+        }
+    })?;
+    let flushed = rt.block_on(fs.flush_all());
+    match &flushed {
+        Ok(n) => tracing::info!(uploaded = n, ?signal, "dirty files uploaded; unmounting"),
+        Err(e) => tracing::error!(error = %e, "some dirty files could not be uploaded"),
+    }
+    if signal.is_some() {
+        if let Err(e) = unmount(&mnt, false) {
+            tracing::warn!(error = %e, "unmount busy; detaching lazily");
+            let _ = unmount(&mnt, true);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !bg.guard.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if bg.guard.is_finished() {
+        let _ = bg.join();
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    flushed.map(|_| ())
+}

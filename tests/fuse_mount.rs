@@ -1,0 +1,508 @@
+//! Real mounts: `genro-storage mount` on local, memory and S3, driven by `std::fs` and by
+//! ordinary tools. Needs root and /dev/fuse; a test that cannot mount fails.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+
+use common::{Daemon, Kind};
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod local { $( #[test] fn $case() { super::$case(super::Kind::Local) } )* }
+        mod memory { $( #[test] fn $case() { super::$case(super::Kind::Memory) } )* }
+        mod s3 { $( #[test] fn $case() { super::$case(super::Kind::S3) } )* }
+    };
+}
+
+suite!(
+    root_lists_the_mounts,
+    cp_tree_and_diff,
+    tar_round_trip,
+    mv_files_and_directories,
+    rm_r_find_grep,
+    append_truncate_dd_sed,
+    file_100mib_checksum,
+    concurrent_writers,
+    create_unlink_rmdir_errors,
+    handles_share_writes,
+    rename_semantics,
+    cp_a_and_tar_x_preserve,
+    large_directory,
+    sigterm_uploads_open_file,
+);
+
+/// A small source tree with no empty directory (s3s-fs keeps no directory markers).
+fn make_tree(root: &std::path::Path) {
+    for (p, n) in [
+        ("a.txt", 10),
+        ("sub/b.bin", 70_000),
+        ("sub/deep/c.txt", 1),
+        ("sub/deep/d.txt", 0),
+        ("e f.txt", 5),
+    ] {
+        let f = root.join(p);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(&f, (0..n).map(|i| (i % 253) as u8).collect::<Vec<u8>>()).unwrap();
+    }
+}
+
+fn root_lists_the_mounts(k: Kind) {
+    let d = Daemon::start(k);
+    let mut names: Vec<String> = fs::read_dir(&d.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["other", "t"]);
+    let e = fs::create_dir(d.mnt.join("new")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+    let e = fs::write(d.mnt.join("f"), "x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+    let e = fs::remove_dir(d.mnt.join("t")).unwrap_err();
+    assert!(
+        matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EBUSY)),
+        "{e}"
+    );
+    let out = d.sh("df -P . | tail -1");
+    assert!(out.contains("genro-storage"), "{out}");
+}
+
+fn cp_tree_and_diff(k: Kind) {
+    let d = Daemon::start(k);
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let s = src.path().display();
+    d.sh(&format!("cp -r {s} copy && diff -r {s} copy && cp -r copy ../other/copy && diff -r {s} ../other/copy"));
+    let out = d.sh("ls -l copy/sub");
+    assert!(out.contains("70000"), "{out}");
+}
+
+fn tar_round_trip(k: Kind) {
+    let d = Daemon::start(k);
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let s = src.path().display();
+    d.sh(&format!(
+        "tar -C {s} -cf - . | tar -xf - && diff -r {s} . --exclude=x.tar && tar -cf ../other/x.tar . && mkdir -p ../other/out && tar -C ../other/out -xf ../other/x.tar && diff -r {s} ../other/out"
+    ));
+}
+
+fn mv_files_and_directories(k: Kind) {
+    let d = Daemon::start(k);
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let s = src.path().display();
+    d.sh(&format!(
+        "cp -r {s} tree && mv tree/a.txt tree/a2.txt && test ! -e tree/a.txt && mv tree moved && test ! -e tree && \
+         diff <(cd {s} && find . -type f | sort) <(cd moved && find . -type f | sed s/a2.txt/a.txt/ | sort) && \
+         mv moved/sub ../other/sub && test ! -e moved/sub && diff -r {s}/sub ../other/sub && \
+         mv ../other/sub back && diff -r {s}/sub back"
+    ));
+}
+
+fn rm_r_find_grep(k: Kind) {
+    let d = Daemon::start(k);
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    d.sh(&format!(
+        "cp -r {} tree && mkdir -p made/x/y && echo needle > made/x/y/hay.txt",
+        src.path().display()
+    ));
+    let found = d.sh("find . -type f | sort");
+    assert_eq!(
+        found.lines().collect::<Vec<_>>(),
+        [
+            "./made/x/y/hay.txt",
+            "./tree/a.txt",
+            "./tree/e f.txt",
+            "./tree/sub/b.bin",
+            "./tree/sub/deep/c.txt",
+            "./tree/sub/deep/d.txt"
+        ]
+    );
+    assert_eq!(d.sh("grep -rl needle ."), "./made/x/y/hay.txt\n");
+    d.sh("rm -r tree made && test -z \"$(ls -A)\"");
+}
+
+fn append_truncate_dd_sed(k: Kind) {
+    let d = Daemon::start(k);
+    d.sh("echo one > log && echo two >> log && echo three >> log");
+    assert_eq!(
+        fs::read_to_string(d.path("log")).unwrap(),
+        "one\ntwo\nthree\n"
+    );
+    d.sh("truncate -s 4 log");
+    assert_eq!(fs::read_to_string(d.path("log")).unwrap(), "one\n");
+    d.sh("truncate -s 10 log");
+    assert_eq!(fs::read(d.path("log")).unwrap(), b"one\n\0\0\0\0\0\0");
+    d.sh("printf 0123456789 > dd.bin && printf XY | dd of=dd.bin bs=1 seek=4 conv=notrunc status=none");
+    assert_eq!(fs::read_to_string(d.path("dd.bin")).unwrap(), "0123XY6789");
+    d.sh("printf 'hello world\\nbye world\\n' > s.txt && sed -i 's/world/there/' s.txt");
+    assert_eq!(
+        fs::read_to_string(d.path("s.txt")).unwrap(),
+        "hello there\nbye there\n"
+    );
+    d.sh("dd if=/dev/zero of=sparse bs=1 count=1 seek=5000000 status=none");
+    assert_eq!(fs::metadata(d.path("sparse")).unwrap().len(), 5_000_001);
+}
+
+fn file_100mib_checksum(k: Kind) {
+    let d = Daemon::start(k);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("big");
+    d.sh(&format!("head -c 104857600 /dev/urandom > {0} && cp {0} big && cmp {0} big && cp big ../other/big && cmp {0} ../other/big", src.display()));
+    let a = d.sh(&format!("sha256sum < {}", src.display()));
+    let b = d.sh("sha256sum < big");
+    assert_eq!(a, b);
+}
+
+fn concurrent_writers(k: Kind) {
+    let d = Daemon::start(k);
+    fs::create_dir(d.path("par")).unwrap();
+    std::thread::scope(|s| {
+        for i in 0..16 {
+            let p = d.path(&format!("par/w{i}"));
+            s.spawn(move || {
+                let mut f = fs::File::create(&p).unwrap();
+                for j in 0..64 {
+                    f.write_all(&vec![(i * 7 + j) as u8; 16 * 1024]).unwrap();
+                }
+            });
+        }
+    });
+    for i in 0..16 {
+        let data = fs::read(d.path(&format!("par/w{i}"))).unwrap();
+        assert_eq!(data.len(), 64 * 16 * 1024);
+        for j in 0..64 {
+            assert!(data[j * 16384..(j + 1) * 16384]
+                .iter()
+                .all(|b| *b == (i * 7 + j) as u8));
+        }
+    }
+}
+
+fn create_unlink_rmdir_errors(k: Kind) {
+    let d = Daemon::start(k);
+    fs::write(d.path("f"), "x").unwrap();
+    let e = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(d.path("f"))
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
+    // O_CREAT|O_RDONLY creates an empty file
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CREAT)
+        .open(d.path("empty"))
+        .unwrap();
+    assert_eq!(fs::metadata(d.path("empty")).unwrap().len(), 0);
+    assert!(d.sh("ls").contains("empty"));
+    let e = fs::remove_file(d.path("missing")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    fs::create_dir(d.path("dir")).unwrap();
+    fs::write(d.path("dir/x"), "x").unwrap();
+    let e = fs::remove_dir(d.path("dir")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY));
+    let e = fs::remove_file(d.path("dir")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EISDIR));
+    let e = fs::remove_dir(d.path("f")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR));
+    let e = fs::create_dir(d.path("f")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
+    let e = fs::write(d.path(&"n".repeat(256)), "x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENAMETOOLONG));
+    fs::remove_file(d.path("dir/x")).unwrap();
+    fs::remove_dir(d.path("dir")).unwrap();
+    assert!(!d.path("dir").exists());
+    let sym = std::os::unix::fs::symlink("f", d.path("link"));
+    if k == Kind::Local {
+        sym.unwrap();
+        assert_eq!(fs::read_link(d.path("link")).unwrap().to_str(), Some("f"));
+        assert_eq!(fs::read_to_string(d.path("link")).unwrap(), "x");
+        assert!(fs::symlink_metadata(d.path("link"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    } else {
+        assert_eq!(sym.unwrap_err().raw_os_error(), Some(libc::EPERM));
+    }
+}
+
+fn handles_share_writes(k: Kind) {
+    let d = Daemon::start(k);
+    let p = d.path("shared.bin");
+    let mut w = fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    w.write_all(b"hello").unwrap();
+    // read-your-writes through another handle, before any close
+    let mut r = fs::File::open(&p).unwrap();
+    let mut s = String::new();
+    r.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "hello");
+    // a dup'd descriptor: closing one does not lose the other's writes
+    let w2 = w.try_clone().unwrap();
+    drop(w);
+    w2.write_all_at(b"HE", 0).unwrap();
+    w2.set_len(8).unwrap();
+    drop(w2);
+    assert_eq!(fs::read(&p).unwrap(), b"HEllo\0\0\0");
+    // O_APPEND always writes at the end
+    let mut a = fs::OpenOptions::new().append(true).open(&p).unwrap();
+    a.write_all(b"!").unwrap();
+    drop(a);
+    assert_eq!(fs::read(&p).unwrap(), b"HEllo\0\0\0!");
+    // random and sparse writes, ftruncate shrink
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    f.seek(SeekFrom::Start(20)).unwrap();
+    f.write_all(b"Z").unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(fs::metadata(&p).unwrap().len(), 21);
+    f.set_len(3).unwrap();
+    drop(f);
+    assert_eq!(fs::read(&p).unwrap(), b"HEl");
+    // O_TRUNC
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    assert_eq!(fs::metadata(&p).unwrap().len(), 0);
+}
+
+fn rename_semantics(k: Kind) {
+    let d = Daemon::start(k);
+    fs::write(d.path("a"), "A").unwrap();
+    fs::write(d.path("b"), "B").unwrap();
+    fs::rename(d.path("a"), d.path("b")).unwrap(); // replaces
+    assert_eq!(fs::read_to_string(d.path("b")).unwrap(), "A");
+    assert!(!d.path("a").exists());
+    let e = fs::rename(d.path("b"), d.mnt.join("other/b")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
+    fs::write(d.path("c"), "C").unwrap();
+    let from = std::ffi::CString::new(d.path("c").to_str().unwrap()).unwrap();
+    let to = std::ffi::CString::new(d.path("b").to_str().unwrap()).unwrap();
+    // SAFETY: valid paths.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    assert_eq!(r, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EEXIST)
+    );
+    fs::create_dir_all(d.path("d1/sub")).unwrap();
+    fs::write(d.path("d1/sub/f"), "F").unwrap();
+    fs::rename(d.path("d1"), d.path("d2")).unwrap();
+    assert_eq!(fs::read_to_string(d.path("d2/sub/f")).unwrap(), "F");
+    assert!(!d.path("d1").exists());
+    let e = fs::rename(d.path("d2"), d.path("d2/sub/inside")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    // editors save by writing a temp file and renaming it over the original
+    let mut t = fs::File::create(d.path(".b.swp")).unwrap();
+    t.write_all(b"edited").unwrap();
+    t.sync_all().unwrap();
+    drop(t);
+    fs::rename(d.path(".b.swp"), d.path("b")).unwrap();
+    assert_eq!(fs::read_to_string(d.path("b")).unwrap(), "edited");
+}
+
+fn cp_a_and_tar_x_preserve(k: Kind) {
+    let d = Daemon::start(k);
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let s = src.path().display();
+    d.sh(&format!("chmod 600 {s}/a.txt && touch -d '2001-02-03 04:05:06' {s}/a.txt && cp -a {s} copy && tar -C {s} -cf ../other/t.tar . && mkdir x && tar -C x -xf ../other/t.tar"));
+    for dir in ["copy", "x"] {
+        let m = fs::metadata(d.path(&format!("{dir}/a.txt"))).unwrap();
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert_eq!(m.permissions().mode() & 0o777, 0o600, "{dir}");
+        assert_eq!(
+            m.mtime(),
+            fs::metadata(src.path().join("a.txt")).unwrap().mtime(),
+            "{dir}"
+        );
+    }
+    d.sh("touch -d '2010-01-01' copy/a.txt && chmod 640 copy/a.txt");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = fs::metadata(d.path("copy/a.txt")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o640);
+    assert_eq!(m.mtime(), 1262304000);
+}
+
+fn large_directory(k: Kind) {
+    let d = Daemon::start(k);
+    let n = if k == Kind::S3 { 1200 } else { 10_000 };
+    fs::create_dir(d.path("big")).unwrap();
+    for i in 0..n {
+        fs::write(d.path(&format!("big/f{i:05}")), "").unwrap();
+    }
+    let mut names: Vec<String> = fs::read_dir(d.path("big"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), n);
+    assert_eq!(names[0], "f00000");
+    assert_eq!(d.sh("ls -l big | wc -l").trim(), (n + 1).to_string());
+}
+
+fn sigterm_uploads_open_file(k: Kind) {
+    let mut d = Daemon::start(k);
+    if k == Kind::Memory {
+        // Memory dies with the daemon; SIGTERM must still exit 0 with a file open.
+        let mut f = fs::File::create(d.path("open")).unwrap();
+        f.write_all(b"bytes").unwrap();
+        assert!(d.stop().success(), "{}", d.log_text());
+        return;
+    }
+    let mut f = fs::File::create(d.path("open.bin")).unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+    f.write_all(&data).unwrap();
+    let status = d.stop();
+    assert!(status.success(), "exit {status}: {}", d.log_text());
+    drop(f);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let got = rt.block_on(async {
+        let s = d.backend_storage().await;
+        s.node("t:open.bin").unwrap().read().await.unwrap()
+    });
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+}
+
+#[test]
+fn read_only_flag_gives_erofs() {
+    let d = Daemon::start_with(Kind::Memory, &["--read-only"], |c| c);
+    let e = fs::write(d.path("x"), "x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+    let e = fs::create_dir(d.path("x")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+}
+
+#[test]
+fn readonly_mount_refuses_changes_and_readwrite_refuses_deletes() {
+    let d = Daemon::start_with(Kind::Local, &[], |c| {
+        c.permissions(genro_storage::Permissions::ReadOnly)
+    });
+    let genro_storage::Backend::Local { root, .. } = &d.config.backend else {
+        unreachable!()
+    };
+    fs::write(root.join("there"), "x").unwrap();
+    assert_eq!(fs::read_to_string(d.path("there")).unwrap(), "x");
+    for e in [
+        fs::write(d.path("new"), "x").unwrap_err(),
+        fs::remove_file(d.path("there")).unwrap_err(),
+        fs::OpenOptions::new()
+            .append(true)
+            .open(d.path("there"))
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    }
+    let d = Daemon::start_with(Kind::Memory, &[], |c| {
+        c.permissions(genro_storage::Permissions::ReadWrite)
+    });
+    fs::write(d.path("f"), "x").unwrap();
+    let e = fs::remove_file(d.path("f")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+}
+
+#[test]
+fn refused_before_mounting_with_one_line() {
+    let bin = env!("CARGO_BIN_EXE_genro-storage");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("m.toml");
+    fs::write(&cfg, "[[mount]]\nname = \"m\"\nprotocol = \"memory\"\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        err
+    };
+    let missing = dir.path().join("nope");
+    assert!(run(&[
+        "mount",
+        missing.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap()
+    ])
+    .contains("does not exist"));
+    let full = dir.path().join("full");
+    fs::create_dir(&full).unwrap();
+    fs::write(full.join("x"), "").unwrap();
+    assert!(run(&[
+        "mount",
+        full.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap()
+    ])
+    .contains("not empty"));
+    let bad = dir.path().join("bad.toml");
+    fs::write(&bad, "[[mount]]\nname = \"m\"\nprotocol = \"ftp\"\n").unwrap();
+    let e = run(&[
+        "mount",
+        dir.path().to_str().unwrap(),
+        "--config",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("bad.toml:3: mount \"m\": key \"protocol\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn stale_mount_of_a_killed_daemon_is_cleared() {
+    let mut d = Daemon::start(Kind::Memory);
+    let mut child = d.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let e = fs::metadata(&d.mnt).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN));
+    let mnt = d.mnt.clone();
+    let cfg = d.dir.path().join("mounts.toml");
+    let log = fs::File::create(d.dir.path().join("again.log")).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_genro-storage"))
+        .args([
+            "mount",
+            mnt.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    d.child = Some(child);
+    let again = || fs::read_to_string(d.dir.path().join("again.log")).unwrap_or_default();
+    // the kernel may still answer cached attributes of the dead mount: wait for the new one
+    for _ in 0..400 {
+        if again().contains("mounted") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(again().contains("clearing a stale mount"), "{}", again());
+    fs::write(d.path("works"), "yes").unwrap_or_else(|e| panic!("{e}: {}", again()));
+    assert_eq!(fs::read_to_string(d.path("works")).unwrap(), "yes");
+    assert!(d.stop().success());
+}
