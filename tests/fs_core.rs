@@ -1,0 +1,346 @@
+//! The filesystem core without a kernel: `Fs` driven directly on memory mounts.
+
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use fuser::FileType;
+use genro_storage::fuse::fs::{SetAttr, TimeSet};
+use genro_storage::fuse::inode::ROOT;
+use genro_storage::fuse::{Fs, FsOptions};
+use genro_storage::{Mount, MountConfig, Permissions};
+
+fn fs_with(opts: FsOptions) -> Fs {
+    let mounts = vec![
+        Mount::new(MountConfig::memory("m")).unwrap(),
+        Mount::new(MountConfig::memory("n")).unwrap(),
+        Mount::new(MountConfig::memory("ro").permissions(Permissions::ReadOnly)).unwrap(),
+    ];
+    Fs::new(mounts, opts).unwrap()
+}
+
+fn fs() -> Fs {
+    fs_with(FsOptions::default())
+}
+
+fn n(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+const CREATE: i32 = libc::O_CREAT | libc::O_RDWR;
+
+async fn mount_ino(fs: &Fs, name: &str) -> u64 {
+    fs.lookup(ROOT, n(name)).await.unwrap().0
+}
+
+async fn write_file(fs: &Fs, dir: u64, name: &str, data: &[u8]) -> u64 {
+    let (ino, _, fh) = fs.create(dir, n(name), 0o644, 0o022, CREATE).await.unwrap();
+    assert_eq!(
+        fs.write(ino, fh, 0, data).await.unwrap() as usize,
+        data.len()
+    );
+    fs.flush(ino, fh).await.unwrap();
+    fs.release(ino, fh).await.unwrap();
+    ino
+}
+
+async fn read_file(fs: &Fs, ino: u64) -> Vec<u8> {
+    let fh = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let b = fs.read(ino, fh, out.len() as u64, 4096).await.unwrap();
+        if b.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&b);
+    }
+    fs.release(ino, fh).await.unwrap();
+    out
+}
+
+async fn names(fs: &Fs, dir: u64) -> Vec<String> {
+    let fh = fs.opendir(dir).await.unwrap();
+    let v = fs
+        .readdir(fh, 0)
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.name)
+        .collect();
+    fs.releasedir(fh);
+    v
+}
+
+#[tokio::test]
+async fn root_lists_mounts_and_refuses_changes() {
+    let fs = fs();
+    assert_eq!(names(&fs, ROOT).await, [".", "..", "m", "n", "ro"]);
+    let e = fs.mkdir(ROOT, n("x"), 0o755, 0).await.unwrap_err();
+    assert_eq!(e.errno(), libc::EACCES);
+    let e = fs.lookup(ROOT, n("nope")).await.unwrap_err();
+    assert_eq!(e.errno(), libc::ENOENT);
+    assert_eq!(fs.getattr(ROOT).await.unwrap().kind, FileType::Directory);
+}
+
+#[tokio::test]
+async fn write_read_and_attributes() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    let ino = write_file(&fs, m, "a.txt", b"hello").await;
+    assert_eq!(read_file(&fs, ino).await, b"hello");
+    let attr = fs.getattr(ino).await.unwrap();
+    assert_eq!(
+        (attr.size, attr.kind, attr.perm),
+        (5, FileType::RegularFile, 0o644)
+    );
+    let (again, _) = fs.lookup(m, n("a.txt")).await.unwrap();
+    assert_eq!(again, ino, "a known path keeps its inode");
+}
+
+#[tokio::test]
+async fn offsets_are_stable_and_readdir_resumes() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    let (d, _) = fs.mkdir(m, n("big"), 0o755, 0).await.unwrap();
+    for i in 0..300 {
+        write_file(&fs, d, &format!("f{i:03}"), b"").await;
+    }
+    let fh = fs.opendir(d).await.unwrap();
+    let first = fs.readdir(fh, 0).unwrap();
+    assert_eq!(first.len(), 302);
+    let (_, off) = &first[100];
+    let rest = fs.readdir(fh, *off).unwrap();
+    assert_eq!(rest[0].0.name, first[101].0.name);
+    fs.releasedir(fh);
+}
+
+#[tokio::test]
+async fn errors_have_the_right_errno() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    write_file(&fs, m, "f", b"x").await;
+    let e = fs
+        .create(m, n("f"), 0o644, 0, CREATE | libc::O_EXCL)
+        .await
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::EEXIST);
+    assert_eq!(
+        fs.unlink(m, n("missing")).await.unwrap_err().errno(),
+        libc::ENOENT
+    );
+    let (d, _) = fs.mkdir(m, n("d"), 0o755, 0).await.unwrap();
+    write_file(&fs, d, "x", b"").await;
+    assert_eq!(
+        fs.rmdir(m, n("d")).await.unwrap_err().errno(),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        fs.unlink(m, n("d")).await.unwrap_err().errno(),
+        libc::EISDIR
+    );
+    assert_eq!(
+        fs.rmdir(m, n("f")).await.unwrap_err().errno(),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        fs.mkdir(m, n("f"), 0o755, 0).await.unwrap_err().errno(),
+        libc::EEXIST
+    );
+    let long = "x".repeat(256);
+    assert_eq!(
+        fs.lookup(m, n(&long)).await.unwrap_err().errno(),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        fs.lookup(m, n("..")).await.unwrap_err().errno(),
+        libc::EINVAL
+    );
+    let nm = mount_ino(&fs, "n").await;
+    let e = fs.rename(m, n("f"), nm, n("f"), 0).await.unwrap_err();
+    assert_eq!(e.errno(), libc::EXDEV);
+    let e = fs
+        .symlink(m, n("l"), std::path::Path::new("f"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::EPERM);
+    let ro = mount_ino(&fs, "ro").await;
+    let e = fs.create(ro, n("x"), 0o644, 0, CREATE).await.unwrap_err();
+    assert_eq!(e.errno(), libc::EROFS);
+}
+
+#[tokio::test]
+async fn o_creat_rdonly_creates_an_empty_file() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    let (ino, attr, fh) = fs
+        .create(m, n("e"), 0o600, 0, libc::O_CREAT | libc::O_RDONLY)
+        .await
+        .unwrap();
+    assert_eq!((attr.size, attr.perm), (0, 0o600));
+    fs.release(ino, fh).await.unwrap();
+    assert!(names(&fs, m).await.contains(&"e".to_string()));
+}
+
+#[tokio::test]
+async fn rename_files_and_trees_keep_inodes() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    let (d, _) = fs.mkdir(m, n("d"), 0o755, 0).await.unwrap();
+    let f = write_file(&fs, d, "f", b"data").await;
+    write_file(&fs, m, "victim", b"old").await;
+    fs.rename(d, n("f"), m, n("victim"), 0).await.unwrap();
+    assert_eq!(read_file(&fs, f).await, b"data");
+    assert_eq!(fs.lookup(m, n("victim")).await.unwrap().0, f);
+    let g = write_file(&fs, d, "g", b"G").await;
+    fs.rename(m, n("d"), m, n("e"), 0).await.unwrap();
+    assert_eq!(
+        fs.lookup(m, n("d")).await.unwrap_err().errno(),
+        libc::ENOENT
+    );
+    let (e, _) = fs.lookup(m, n("e")).await.unwrap();
+    assert_eq!(e, d);
+    assert_eq!(read_file(&fs, g).await, b"G");
+    let e2 = fs
+        .rename(m, n("e"), m, n("victim"), libc::RENAME_NOREPLACE)
+        .await
+        .unwrap_err();
+    assert_eq!(e2.errno(), libc::EEXIST);
+    let (sub, _) = fs.mkdir(e, n("sub"), 0o755, 0).await.unwrap();
+    let e3 = fs.rename(m, n("e"), sub, n("inside"), 0).await.unwrap_err();
+    assert_eq!(e3.errno(), libc::EINVAL);
+}
+
+#[tokio::test]
+async fn handles_share_state_and_upload_on_flush() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    let (ino, _, w) = fs.create(m, n("s"), 0o644, 0, CREATE).await.unwrap();
+    fs.write(ino, w, 0, b"hello").await.unwrap();
+    let r = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    assert_eq!(&fs.read(ino, r, 0, 100).await.unwrap()[..], b"hello");
+    assert_eq!(fs.getattr(ino).await.unwrap().size, 5);
+    fs.write(ino, w, 10, b"!").await.unwrap();
+    assert_eq!(fs.getattr(ino).await.unwrap().size, 11);
+    fs.flush(ino, w).await.unwrap();
+    fs.release(ino, r).await.unwrap();
+    fs.release(ino, w).await.unwrap();
+    assert_eq!(read_file(&fs, ino).await, b"hello\0\0\0\0\0!");
+    let a = fs.open(ino, libc::O_WRONLY | libc::O_APPEND).await.unwrap();
+    fs.write(ino, a, 0, b"+").await.unwrap();
+    fs.release(ino, a).await.unwrap();
+    assert_eq!(read_file(&fs, ino).await, b"hello\0\0\0\0\0!+");
+}
+
+#[tokio::test]
+async fn setattr_truncates_and_keeps_modes_and_times() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    let ino = write_file(&fs, m, "t", b"0123456789").await;
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let a = fs
+        .setattr(
+            ino,
+            SetAttr {
+                size: Some(4),
+                mode: Some(0o100600),
+                mtime: Some(TimeSet::At(when)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((a.size, a.perm, a.mtime), (4, 0o600, when));
+    assert_eq!(read_file(&fs, ino).await, b"0123");
+    let a = fs
+        .setattr(
+            ino,
+            SetAttr {
+                size: Some(6),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.size, 6);
+    assert_eq!(read_file(&fs, ino).await, b"0123\0\0");
+}
+
+#[tokio::test]
+async fn unlinked_open_file_is_not_resurrected() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    let (ino, _, fh) = fs.create(m, n("gone"), 0o644, 0, CREATE).await.unwrap();
+    fs.write(ino, fh, 0, b"data").await.unwrap();
+    fs.unlink(m, n("gone")).await.unwrap();
+    fs.release(ino, fh).await.unwrap();
+    assert_eq!(
+        fs.lookup(m, n("gone")).await.unwrap_err().errno(),
+        libc::ENOENT
+    );
+}
+
+#[tokio::test]
+async fn forget_bounds_the_inode_table() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    for i in 0..2000 {
+        let ino = write_file(&fs, m, &format!("f{i}"), b"").await;
+        fs.forget(ino, 1);
+    }
+    assert!(fs.inodes().len() < 10, "{}", fs.inodes().len());
+}
+
+#[tokio::test]
+async fn empty_directories_exist_and_vanish_with_rmdir() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    let (a, _) = fs.mkdir(m, n("a"), 0o700, 0).await.unwrap();
+    fs.mkdir(a, n("b"), 0o755, 0).await.unwrap();
+    assert_eq!(names(&fs, a).await, [".", "..", "b"]);
+    assert_eq!(fs.getattr(a).await.unwrap().perm, 0o700);
+    fs.rmdir(a, n("b")).await.unwrap();
+    assert_eq!(names(&fs, a).await, [".", ".."]);
+    fs.rmdir(m, n("a")).await.unwrap();
+    assert_eq!(names(&fs, m).await, [".", ".."]);
+}
+
+#[tokio::test]
+async fn read_only_option_refuses_every_change() {
+    let fs = fs_with(FsOptions {
+        read_only: true,
+        ..FsOptions::default()
+    });
+    let m = mount_ino(&fs, "m").await;
+    assert_eq!(
+        fs.create(m, n("x"), 0o644, 0, CREATE)
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EROFS
+    );
+    assert_eq!(
+        fs.mkdir(m, n("x"), 0o755, 0).await.unwrap_err().errno(),
+        libc::EROFS
+    );
+}
+
+#[tokio::test]
+async fn readahead_serves_sequential_reads() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let ino = write_file(&fs, m, "big", &data).await;
+    let fh = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        let b = fs.read(ino, fh, got.len() as u64, 131072).await.unwrap();
+        assert!(!b.is_empty());
+        got.extend_from_slice(&b);
+    }
+    assert!(got == data);
+    // random access reads the right bytes too, and past EOF is empty
+    assert_eq!(
+        &fs.read(ino, fh, 1_000_003, 5).await.unwrap()[..],
+        &data[1_000_003..1_000_008]
+    );
+    assert!(fs.read(ino, fh, 5_000_000, 10).await.unwrap().is_empty());
+    fs.release(ino, fh).await.unwrap();
+}
