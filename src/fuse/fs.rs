@@ -1072,6 +1072,13 @@ impl Fs {
         }
         self.cache.invalidate_tree(m, fp);
         self.cache.invalidate_tree(m, tp);
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            // Swap the two subtrees in the inode table (NUL never occurs in a real path).
+            self.inodes.rename(m, tp, "\0swap");
+            self.inodes.rename(m, fp, tp);
+            self.inodes.rename(m, "\0swap", fp);
+            return Ok(());
+        }
         self.inodes.rename(m, fp, tp);
         let prefix = format!("{fp}/");
         let mut ov = self.lock_overlay();
