@@ -357,10 +357,7 @@ async fn upload(mount: &Mount, path: &str, file: &File, size: u64) -> Result<()>
         }
         off += n as u64;
     }
-    w.close()
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::from_opendal(ctx, e))
+    mount.close_writer(path, w, size).await
 }
 
 /// The table of open handles and of per-inode open files.

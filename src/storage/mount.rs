@@ -348,6 +348,36 @@ impl Mount {
         }
     }
 
+    /// Finish a writer that received `written` bytes. A retried CompleteMultipartUpload can be
+    /// refused (NoSuchUpload, or AccessDenied on some servers) after the first attempt did
+    /// complete: then the object is checked, and accepted when it holds `written` bytes.
+    pub async fn close_writer(
+        &self,
+        path: &str,
+        mut w: opendal::Writer,
+        written: u64,
+    ) -> Result<()> {
+        match w.close().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if self.is_s3()
+                    && matches!(
+                        e.kind(),
+                        opendal::ErrorKind::NotFound | opendal::ErrorKind::PermissionDenied
+                    ) =>
+            {
+                match self.op.stat(path).await {
+                    Ok(m) if m.content_length() == written && m.is_file() => {
+                        tracing::warn!(path = %self.ctx(path), "upload completed on a retry");
+                        Ok(())
+                    }
+                    _ => Err(self.err(path, e)),
+                }
+            }
+            Err(e) => Err(self.err(path, e)),
+        }
+    }
+
     /// Abandon a writer so that no partial file stays behind. opendal's fs service cannot
     /// abort (local writes go straight to the file), so there the partial file is removed.
     pub async fn abort_writer(&self, path: &str, mut w: opendal::Writer) -> Result<()> {

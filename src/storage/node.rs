@@ -203,6 +203,7 @@ impl AsyncNode {
         Ok(NodeWriter {
             inner: self.mount.writer(&self.path).await?,
             node: self.clone(),
+            written: 0,
         })
     }
 
@@ -331,11 +332,7 @@ impl AsyncNode {
                 return Err(Error::from_opendal(dest.fullpath(), e));
             }
         }
-        writer
-            .close()
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::from_opendal(dest.fullpath(), e))
+        dest.mount.close_writer(&dest.path, writer, off).await
     }
 
     /// Delete this file, or this directory with everything below it. Missing is Ok.
@@ -425,23 +422,25 @@ impl NodeReader {
 pub struct NodeWriter {
     inner: opendal::Writer,
     node: AsyncNode,
+    written: u64,
 }
 
 impl NodeWriter {
     /// Append a chunk.
     pub async fn write(&mut self, data: impl Into<Bytes>) -> Result<()> {
+        let data: Bytes = data.into();
+        self.written += data.len() as u64;
         self.inner
-            .write(data.into())
+            .write(data)
             .await
             .map_err(|e| Error::from_opendal(self.node.fullpath(), e))
     }
     /// Finish: the file exists with all the bytes once this returns Ok.
-    pub async fn close(mut self) -> Result<()> {
-        self.inner
-            .close()
+    pub async fn close(self) -> Result<()> {
+        self.node
+            .mount
+            .close_writer(&self.node.path, self.inner, self.written)
             .await
-            .map(|_| ())
-            .map_err(|e| Error::from_opendal(self.node.fullpath(), e))
     }
     /// Give up: no (partial) file stays behind. (On local mounts the bytes go straight to
     /// the file while it is written, and abort removes it.)
