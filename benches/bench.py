@@ -1,0 +1,302 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of genro-storage's FUSE daemon.
+
+One run measures the same workload on: a native directory; genro-storage's local and memory
+mounts; `rclone mount` of a local directory (--vfs-cache-mode writes); and, on one loopback S3
+server (s3s-fs, examples/s3_server.rs), genro-storage's s3 mount, `rclone mount`, `s3fs` and the
+raw opendal client (examples/s3_raw.rs, the S3 ceiling). It prints a Markdown table.
+
+    python3 benches/bench.py [--size-mib 1024] [--rss] [--only native,g-local,...]
+
+Needs root, /dev/fuse, fio, rclone, s3fs (apt-get install fio rclone s3fs fuse3).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target/release/genro-storage")
+S3_SERVER = os.path.join(ROOT, "target/release/examples/s3_server")
+S3_RAW = os.path.join(ROOT, "target/release/examples/s3_raw")
+ENV_NO_CA = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def drop_caches():
+    subprocess.run(["sync"])
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        pass
+
+
+def wait_mounted(path, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        with open("/proc/self/mountinfo") as f:
+            if any(l.split(" ")[4] == path for l in f):
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"{path} did not mount")
+
+
+def umount(path):
+    subprocess.run(["umount", path], capture_output=True)
+    subprocess.run(["umount", "-l", path], capture_output=True)
+
+
+def fio(path, *args):
+    out = run(["fio", "--name=b", f"--filename={path}", "--output-format=json", "--ioengine=psync", *args])
+    return json.loads(out.stdout)["jobs"][0]
+
+
+def timed(cmd, cwd):
+    t = time.time()
+    subprocess.run(cmd, shell=True, check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.time() - t
+
+
+def workload(d, size_mib, tree_tar):
+    """The workload on directory d; returns {name: value}."""
+    r = {}
+    f = os.path.join(d, "seq.bin")
+    j = fio(f, "--rw=write", "--bs=1M", f"--size={size_mib}M", "--end_fsync=1")
+    r["seq_write"] = j["write"]["bw_bytes"] / 2**20
+    drop_caches()
+    j = fio(f, "--rw=read", "--bs=1M", f"--size={size_mib}M")
+    r["seq_read"] = j["read"]["bw_bytes"] / 2**20
+    drop_caches()
+    j = fio(f, "--rw=randread", "--bs=4k", f"--size={size_mib}M", "--runtime=5", "--time_based")
+    r["rand_read_4k"] = j["read"]["iops"]
+    drop_caches()
+    part = size_mib // 4
+    j = fio(f, "--rw=read", "--bs=1M", f"--size={part}M", "--numjobs=4", f"--offset_increment={part}M", "--group_reporting")
+    r["par4_read"] = j["read"]["bw_bytes"] / 2**20
+    os.unlink(f)
+    small = os.path.join(d, "small")
+    os.mkdir(small)
+    block = os.urandom(4096)
+    t = time.time()
+    for i in range(2000):
+        with open(os.path.join(small, f"f{i:04}"), "wb") as fh:
+            fh.write(block)
+    r["small_create"] = 2000 / (time.time() - t)
+    drop_caches()
+    r["ls_l_2000"] = timed(f"ls -l {small}", d)
+    t = time.time()
+    for i in range(2000):
+        with open(os.path.join(small, f"f{i:04}"), "rb") as fh:
+            fh.read()
+    r["small_read"] = 2000 / (time.time() - t)
+    t = time.time()
+    for i in range(2000):
+        os.unlink(os.path.join(small, f"f{i:04}"))
+    r["small_unlink"] = 2000 / (time.time() - t)
+    os.rmdir(small)
+    os.mkdir(os.path.join(d, "tree"))
+    r["tar_x"] = timed(f"tar -xf {tree_tar} -C tree", d)
+    drop_caches()
+    r["find"] = timed("find tree > /dev/null", d)
+    r["grep_r"] = timed("grep -r -c zzzqqq tree || true", d)
+    r["rm_rf"] = timed("rm -rf tree", d)
+    return r
+
+
+ROWS = [
+    ("seq_write", "sequential write 1 GiB, MiB/s", True),
+    ("seq_read", "sequential read, MiB/s (caches dropped)", True),
+    ("rand_read_4k", "random 4 KiB reads, IOPS", True),
+    ("par4_read", "4 parallel readers, MiB/s", True),
+    ("small_create", "create 2000 × 4 KiB, files/s", True),
+    ("ls_l_2000", "`ls -l` of 2000 files, s", False),
+    ("small_read", "read 2000 × 4 KiB, files/s", True),
+    ("small_unlink", "unlink 2000 files, files/s", True),
+    ("tar_x", "`tar -x` of the source tree, s", False),
+    ("find", "`find` of the tree, s", False),
+    ("grep_r", "`grep -r` of the tree, s", False),
+    ("rm_rf", "`rm -rf` of the tree, s", False),
+    ("rss_4g_mib", "daemon peak RSS, 4 GiB in and out, MiB", False),
+]
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--rss", action="store_true", help="also copy 4 GiB in and out of each genro-storage mount and report peak RSS")
+    ap.add_argument("--only", default="", help="comma-separated targets")
+    args = ap.parse_args()
+    run(["cargo", "build", "--release", "--bin", "genro-storage", "--example", "s3_server", "--example", "s3_raw"], cwd=ROOT)
+    w = tempfile.mkdtemp(prefix="genro-bench-", dir="/var/tmp")
+    procs = []
+    mounts = []
+    try:
+        # a real source tree of about 1000 files
+        reg = os.path.expanduser("~/.cargo/registry/src")
+        srcs = []
+        for idx in sorted(os.listdir(reg)):
+            for crate in sorted(os.listdir(os.path.join(reg, idx))):
+                if crate.startswith(("tokio-1", "s3s-0", "opendal-core-", "hyper-1")):
+                    srcs.append(os.path.join(reg, idx, crate))
+        tree_tar = os.path.join(w, "tree.tar")
+        run(["tar", "-cf", tree_tar, *[os.path.relpath(s, os.path.dirname(s)) for s in srcs]], cwd=os.path.dirname(srcs[0]))
+        nfiles = len(run(["tar", "-tf", tree_tar]).stdout.splitlines())
+
+        # loopback S3
+        s3root = os.path.join(w, "s3root")
+        for b in ("genro", "rclone", "s3fs", "raw"):
+            os.makedirs(os.path.join(s3root, b))
+        port = 19000 + os.getpid() % 1000
+        endpoint = f"http://127.0.0.1:{port}"
+        procs.append(subprocess.Popen([S3_SERVER, s3root, str(port)], stderr=subprocess.DEVNULL))
+        time.sleep(1)
+
+        os.makedirs(os.path.join(w, "native"))
+        os.makedirs(os.path.join(w, "local-root"))
+        cfg = os.path.join(w, "mounts.toml")
+        with open(cfg, "w") as f:
+            f.write(f'[[mount]]\nname = "local"\nprotocol = "local"\nroot_path = "{w}/local-root"\n\n'
+                    '[[mount]]\nname = "mem"\nprotocol = "memory"\n\n'
+                    f'[[mount]]\nname = "s3"\nprotocol = "s3"\nbucket = "genro"\nendpoint_url = "{endpoint}"\n'
+                    'access_key = "bench"\nsecret_key = "bench-secret"\n')
+        g = os.path.join(w, "g")
+        os.makedirs(g)
+        daemon = subprocess.Popen([BIN, "mount", g, "--config", cfg], stderr=open(os.path.join(w, "daemon.log"), "w"))
+        procs.append(daemon)
+        wait_mounted(g)
+        mounts.append(g)
+
+        rl = os.path.join(w, "rclone-local")
+        os.makedirs(os.path.join(w, "rclone-src"))
+        os.makedirs(rl)
+        procs.append(subprocess.Popen(["rclone", "mount", os.path.join(w, "rclone-src"), rl, "--vfs-cache-mode", "writes",
+                                       "--cache-dir", os.path.join(w, "rclone-cache")], env=ENV_NO_CA, stderr=subprocess.DEVNULL))
+        wait_mounted(rl)
+        mounts.append(rl)
+
+        rs = os.path.join(w, "rclone-s3")
+        os.makedirs(rs)
+        env = dict(ENV_NO_CA, RCLONE_CONFIG_B_TYPE="s3", RCLONE_CONFIG_B_PROVIDER="Other", RCLONE_CONFIG_B_ENDPOINT=endpoint,
+                   RCLONE_CONFIG_B_ACCESS_KEY_ID="bench", RCLONE_CONFIG_B_SECRET_ACCESS_KEY="bench-secret",
+                   RCLONE_CONFIG_B_FORCE_PATH_STYLE="true")
+        procs.append(subprocess.Popen(["rclone", "mount", "b:rclone", rs, "--vfs-cache-mode", "writes",
+                                       "--cache-dir", os.path.join(w, "rclone-cache-s3")], env=env, stderr=subprocess.DEVNULL))
+        wait_mounted(rs)
+        mounts.append(rs)
+
+        sf = os.path.join(w, "s3fs")
+        os.makedirs(sf)
+        pw = os.path.join(w, "s3fs.passwd")
+        with open(pw, "w") as f:
+            f.write("bench:bench-secret\n")
+        os.chmod(pw, 0o600)
+        run(["s3fs", "s3fs", sf, "-o", f"url={endpoint}", "-o", "use_path_request_style", "-o", f"passwd_file={pw}"], env=ENV_NO_CA)
+        wait_mounted(sf)
+        mounts.append(sf)
+
+        targets = [
+            ("native", os.path.join(w, "native")),
+            ("g-local", os.path.join(g, "local")),
+            ("g-mem", os.path.join(g, "mem")),
+            ("rclone-local", rl),
+            ("g-s3", os.path.join(g, "s3")),
+            ("rclone-s3", rs),
+            ("s3fs", sf),
+        ]
+        only = [t for t in args.only.split(",") if t]
+        results = {}
+        for name, d in targets:
+            if only and name not in only:
+                continue
+            print(f"# {name}", file=sys.stderr, flush=True)
+            try:
+                results[name] = workload(d, args.size_mib, tree_tar)
+            except subprocess.CalledProcessError as e:
+                print(f"# {name} failed: {e} {e.stderr}", file=sys.stderr)
+                results[name] = {}
+            print(f"# {name}: {results[name]}", file=sys.stderr, flush=True)
+        if not only or "raw" in only:
+            out = run([S3_RAW, endpoint, "raw"]).stdout
+            raw = {}
+            for line in out.splitlines():
+                k, v, _ = line.split()
+                raw[k] = float(v)
+            results["raw-s3"] = {"seq_write": raw["seq_write"], "seq_read": raw["seq_read"],
+                                 "small_create": raw["small_create"], "small_read": raw["small_read"],
+                                 "ls_l_2000": raw["list_2000"]}
+        if args.rss:
+            big = os.path.join(w, "big4g")
+            run(["fallocate", "-l", "4G", big])
+            run(["dd", "if=/dev/urandom", f"of={big}", "bs=1M", "count=64", "conv=notrunc", "status=none"])
+            for name in ("g-local", "g-mem", "g-s3"):
+                d = dict(targets)[name]
+                before = rss_hwm(daemon.pid)
+                run(["cp", big, os.path.join(d, "big4g")])
+                run(["cp", os.path.join(d, "big4g"), "/dev/null"])
+                os.unlink(os.path.join(d, "big4g"))
+                results.setdefault(name, {})["rss_4g_mib"] = rss_hwm(daemon.pid)
+                print(f"# rss {name}: {before} -> {results[name]['rss_4g_mib']} MiB", file=sys.stderr)
+
+        cols = [c for c in ("native", "g-local", "g-mem", "rclone-local", "g-s3", "rclone-s3", "s3fs", "raw-s3") if c in results]
+        print(f"Workload (tree: {nfiles} files; size {args.size_mib} MiB) | " + " | ".join(cols))
+        print("|".join(["---"] * (len(cols) + 1)))
+        for key, label, _ in ROWS:
+            if not any(key in results[c] for c in cols):
+                continue
+            print(label + " | " + " | ".join(fmt(results[c].get(key)) for c in cols))
+        print()
+        print("Ratios | value")
+        print("---|---")
+        def ratio(a, b, key, higher):
+            va, vb = results.get(a, {}).get(key), results.get(b, {}).get(key)
+            if not va or not vb:
+                return None
+            return va / vb if higher else vb / va
+        for key, label, higher in ROWS:
+            for a, b in (("g-local", "native"), ("g-local", "rclone-local"), ("g-mem", "g-local"),
+                         ("g-s3", "raw-s3"), ("g-s3", "rclone-s3"), ("g-s3", "s3fs")):
+                v = ratio(a, b, key, higher)
+                if v is not None:
+                    print(f"{key}: {a} / {b} | {v:.2f}×")
+    finally:
+        for m in mounts:
+            umount(m)
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(w, ignore_errors=True)
+
+
+def rss_hwm(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    return None
+
+
+if __name__ == "__main__":
+    main()
