@@ -39,18 +39,44 @@ async fn main() {
     println!("seq_read {:.1} MiB/s", 1024.0 / t.elapsed().as_secs_f64());
     let t = Instant::now();
     for i in 0..2000 {
-        s.node(&format!("s3:small/f{i}")).unwrap().write(vec![1u8; 4096]).await.unwrap();
+        s.node(&format!("s3:small/f{i}"))
+            .unwrap()
+            .write(vec![1u8; 4096])
+            .await
+            .unwrap();
     }
-    println!("small_create {:.0} files/s", 2000.0 / t.elapsed().as_secs_f64());
+    println!(
+        "small_create {:.0} files/s",
+        2000.0 / t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
-    let n = s.node("s3:small").unwrap().list_entries().await.unwrap().len();
+    let n = s
+        .node("s3:small")
+        .unwrap()
+        .list_entries()
+        .await
+        .unwrap()
+        .len();
     assert_eq!(n, 2000);
     println!("list_2000 {:.3} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     for i in 0..2000 {
-        s.node(&format!("s3:small/f{i}")).unwrap().read().await.unwrap();
+        s.node(&format!("s3:small/f{i}"))
+            .unwrap()
+            .read()
+            .await
+            .unwrap();
     }
-    println!("small_read {:.0} files/s", 2000.0 / t.elapsed().as_secs_f64());
-    s.node("s3:").unwrap().child("small").unwrap().delete().await.unwrap();
+    println!(
+        "small_read {:.0} files/s",
+        2000.0 / t.elapsed().as_secs_f64()
+    );
+    s.node("s3:")
+        .unwrap()
+        .child("small")
+        .unwrap()
+        .delete()
+        .await
+        .unwrap();
     big.delete().await.unwrap();
 }

@@ -355,9 +355,14 @@ impl Fs {
         let Target::Path(m, p) = t else {
             return Ok(Some(self.dir_meta(None)));
         };
-        let mut meta = if let Some(host) = self.host(*m, p)? {
+        let meta = if let Some(host) = self.host(*m, p)? {
             local::lstat(&host).map_err(|e| Error::from_io(self.ctx(t), e))?
         } else if p.is_empty() {
+            Some(self.dir_meta(Some(t)))
+        } else if let Some(size) = self.staged_size(t) {
+            // Open and written here: the daemon knows better than the backend.
+            Some(self.staged_meta(t, size))
+        } else if self.lock_dirs().contains(t) {
             Some(self.dir_meta(Some(t)))
         } else {
             match self.cache.get(t) {
@@ -372,15 +377,23 @@ impl Fs {
                     v
                 }
             }
-            .or_else(|| self.lock_dirs().contains(t).then(|| self.dir_meta(Some(t))))
         };
-        if let (Some(meta), Some(ino)) = (meta.as_mut(), self.inodes.peek(t)) {
-            if let Some(size) = self.handles.open_file(ino).and_then(|f| f.staged_size()) {
-                meta.size = size;
-                meta.blocks = size.div_ceil(512);
-            }
-        }
         Ok(meta)
+    }
+
+    fn staged_size(&self, t: &Target) -> Option<u64> {
+        let ino = self.inodes.peek(t)?;
+        self.handles.open_file(ino)?.staged_size()
+    }
+
+    fn staged_meta(&self, t: &Target, size: u64) -> Meta {
+        let e = Entry {
+            kind: crate::storage::mount::EntryKind::File,
+            size,
+            mtime: SystemTime::now(),
+            etag: None,
+        };
+        self.entry_meta(t, &e)
     }
 
     async fn meta_required(&self, t: &Target) -> Result<Meta> {
@@ -527,10 +540,10 @@ impl Fs {
     ) -> Result<()> {
         let cache = self.cache_dir.path();
         match self.handles.open_file(ino) {
-            Some(f) => f.truncate(p, None, cache, size).await,
+            Some(f) => f.truncate(p, cache, size).await,
             None => {
                 let f = OpenFile::detached(self.mount(m).clone(), current);
-                f.truncate(p, None, cache, size).await?;
+                f.truncate(p, cache, size).await?;
                 f.flush(Some(p), false).await.map(|_| ())
             }
         }
@@ -617,7 +630,8 @@ impl Fs {
         Ok((self.inodes.lookup(t), meta))
     }
 
-    /// Create and open a file.
+    /// Create and open a file. On object backends nothing is written until the first
+    /// close: the file is staged empty and shows in listings meanwhile.
     pub async fn create(
         &self,
         parent: u64,
@@ -633,6 +647,7 @@ impl Fs {
         let Target::Path(m, p) = t.clone() else {
             unreachable!()
         };
+        let mut new_file = false;
         match self.meta(&t).await? {
             Some(_) if flags & libc::O_EXCL != 0 => {
                 return Err(Error::new(ErrorKind::AlreadyExists, self.ctx(&t), "exists"))
@@ -657,13 +672,14 @@ impl Fs {
                         .open(&host)
                         .map_err(|e| Error::from_io(self.ctx(&t), e))?;
                 } else {
-                    self.mount(m).write_all(&p, Bytes::new()).await?;
+                    new_file = true;
+                    self.touch(&t);
                 }
                 self.new_entry(t.clone(), Some(mode));
             }
         }
-        let ino = self.inodes.lookup(t);
-        let fh = self.open(ino, flags).await?;
+        let ino = self.inodes.lookup(t.clone());
+        let fh = self.open_target(ino, &t, flags, new_file).await?;
         let meta = self.getattr(ino).await?;
         Ok((ino, meta, fh))
     }
@@ -671,43 +687,49 @@ impl Fs {
     /// Open a file; returns the handle.
     pub async fn open(&self, ino: u64, flags: i32) -> Result<u64> {
         let t = self.target(ino)?;
-        let Target::Path(m, p) = &t else {
+        self.open_target(ino, &t, flags, false).await
+    }
+
+    async fn open_target(&self, ino: u64, t: &Target, flags: i32, new_file: bool) -> Result<u64> {
+        let Target::Path(m, p) = t else {
             return Err(Error::new(ErrorKind::IsADirectory, "/", "is a directory"));
         };
-        let meta = self.meta_required(&t).await?;
-        if meta.kind == FileType::Directory {
-            return Err(Error::new(
-                ErrorKind::IsADirectory,
-                self.ctx(&t),
-                "is a directory",
-            ));
-        }
+        let size = if new_file {
+            0
+        } else {
+            let meta = self.meta_required(t).await?;
+            if meta.kind == FileType::Directory {
+                return Err(Error::new(
+                    ErrorKind::IsADirectory,
+                    self.ctx(t),
+                    "is a directory",
+                ));
+            }
+            meta.size
+        };
         let acc = flags & libc::O_ACCMODE;
         let writable = acc != libc::O_RDONLY;
         let trunc = flags & libc::O_TRUNC != 0;
         if writable || trunc {
-            self.check_change(&t)?;
+            self.check_change(t)?;
         }
         let host = self.host(*m, p)?;
         let (fh, h) = self.handles.open(
             ino,
             self.mount(*m),
             host.as_deref(),
-            meta.size,
+            size,
             writable,
             flags & libc::O_APPEND != 0,
+            new_file.then(|| self.cache_dir.path()),
         )?;
         self.inodes.open(ino);
-        if trunc && meta.size > 0 {
-            if let Err(e) = h
-                .file
-                .truncate(p, host.as_deref(), self.cache_dir.path(), 0)
-                .await
-            {
+        if trunc && size > 0 {
+            if let Err(e) = h.file.truncate(p, self.cache_dir.path(), 0).await {
                 self.release(ino, fh).await.ok();
                 return Err(e);
             }
-            self.touch(&t);
+            self.touch(t);
         }
         Ok(fh)
     }
@@ -721,41 +743,40 @@ impl Fs {
         self.cache.invalidate(t);
     }
 
-    fn open_path(&self, ino: u64) -> (Option<(usize, String)>, Option<PathBuf>) {
+    /// The path of an open inode (None once unlinked).
+    fn open_path(&self, ino: u64) -> Option<(usize, String)> {
         match self.inodes.target(ino) {
-            Some(Target::Path(m, p)) => {
-                let host = self.host(m, &p).ok().flatten();
-                (Some((m, p)), host)
-            }
-            _ => (None, None),
+            Some(Target::Path(m, p)) => Some((m, p)),
+            _ => None,
         }
     }
 
     /// Read from an open file.
     pub async fn read(&self, ino: u64, fh: u64, off: u64, size: u32) -> Result<Bytes> {
         let h = self.handles.file(fh)?;
-        let (mp, _) = self.open_path(ino);
-        let p = mp.map(|(_, p)| p).unwrap_or_default();
+        let p = self.open_path(ino).map(|(_, p)| p).unwrap_or_default();
         h.file.read(&p, &h, off, size).await
     }
 
     /// Write to an open file.
     pub async fn write(&self, ino: u64, fh: u64, off: u64, data: &[u8]) -> Result<u32> {
         let h = self.handles.file(fh)?;
-        let (mp, host) = self.open_path(ino);
-        let p = mp.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
+        let mp = self.open_path(ino);
+        let p = mp.as_ref().map(|(_, p)| p.as_str()).unwrap_or_default();
         let n = h
             .file
-            .write(&p, host.as_deref(), self.cache_dir.path(), &h, off, data)
+            .write(p, self.cache_dir.path(), &h, off, data)
             .await?;
         if let Some((m, p)) = mp {
-            self.touch(&Target::Path(m, p));
+            if self.mount(m).local_root().is_none() {
+                self.touch(&Target::Path(m, p));
+            }
         }
         Ok(n)
     }
 
     async fn upload(&self, ino: u64, file: &OpenFile, sync: bool) -> Result<()> {
-        let (mp, _) = self.open_path(ino);
+        let mp = self.open_path(ino);
         let uploaded = file
             .flush(mp.as_ref().map(|(_, p)| p.as_str()), sync)
             .await?;
@@ -870,6 +891,27 @@ impl Fs {
                                 meta: self.dir_meta(Some(&d)),
                                 target: Some(d),
                             });
+                        }
+                    }
+                    // Files open and written here, possibly not uploaded yet.
+                    for (ino, f) in self.handles.all_open() {
+                        let (Some(size), Some(ft)) = (f.staged_size(), self.inodes.target(ino))
+                        else {
+                            continue;
+                        };
+                        let Target::Path(fm, fp) = &ft else { continue };
+                        if fm != m || fp.is_empty() || path::parent(fp) != p {
+                            continue;
+                        }
+                        let meta = self.staged_meta(&ft, size);
+                        let name = path::basename(fp).to_string();
+                        match out.iter_mut().find(|e| e.name == name) {
+                            Some(e) => e.meta = meta,
+                            None => out.push(DirEntry {
+                                name,
+                                target: Some(ft.clone()),
+                                meta,
+                            }),
                         }
                     }
                 }

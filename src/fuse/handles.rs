@@ -123,7 +123,6 @@ impl OpenFile {
 
     /// Read `len` bytes at `off` (short at the end of the file).
     pub async fn read(&self, path: &str, fh: &FileHandle, off: u64, len: u32) -> Result<Bytes> {
-        let ctx = self.mount.ctx(path);
         let file = {
             let body = self.body.lock().await;
             match &*body {
@@ -139,7 +138,7 @@ impl OpenFile {
                     Ok(0) => break,
                     Ok(n) => got += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(io_err(&ctx, e)),
+                    Err(e) => return Err(io_err(&self.mount.ctx(path), e)),
                 }
             }
             buf.truncate(got);
@@ -181,13 +180,12 @@ impl OpenFile {
         Ok(out)
     }
 
-    /// Make the body writable: open the host file read-write, or stage a copy (downloaded
-    /// when `keep`, empty otherwise).
+    /// Make the body writable: the host file as it is, or a staged copy (downloaded when
+    /// `keep`, empty otherwise).
     async fn writable_body<'a>(
         &self,
         body: &'a mut Body,
         path: &str,
-        host: Option<&Path>,
         cache_dir: &Path,
         keep: bool,
     ) -> Result<&'a File> {
@@ -221,13 +219,6 @@ impl OpenFile {
             };
             self.staged.store(true, Ordering::Release);
         }
-        if let (Body::Native(f), Some(host)) = (&*body, host) {
-            // Reopen read-write when the file was first opened read-only.
-            if !is_writable(f) {
-                let rw = open_native(host, true).map_err(|e| io_err(&ctx, e))?;
-                *body = Body::Native(Arc::new(rw));
-            }
-        }
         match body {
             Body::Native(f) => Ok(f),
             Body::Staged { file, dirty } => {
@@ -242,40 +233,31 @@ impl OpenFile {
     pub async fn write(
         &self,
         path: &str,
-        host: Option<&Path>,
         cache_dir: &Path,
         fh: &FileHandle,
         off: u64,
         data: &[u8],
     ) -> Result<u32> {
-        let ctx = self.mount.ctx(path);
+        let err = |e| io_err(&self.mount.ctx(path), e);
         let mut body = self.body.lock().await;
-        let f = self
-            .writable_body(&mut body, path, host, cache_dir, true)
-            .await?;
+        let f = self.writable_body(&mut body, path, cache_dir, true).await?;
         let off = if fh.append {
-            f.metadata().map_err(|e| io_err(&ctx, e))?.len()
+            f.metadata().map_err(err)?.len()
         } else {
             off
         };
-        f.write_all_at(data, off).map_err(|e| io_err(&ctx, e))?;
+        f.write_all_at(data, off).map_err(err)?;
         let end = off + data.len() as u64;
         self.size.fetch_max(end, Ordering::AcqRel);
         Ok(data.len() as u32)
     }
 
     /// Set the size (grow with zeros or shrink).
-    pub async fn truncate(
-        &self,
-        path: &str,
-        host: Option<&Path>,
-        cache_dir: &Path,
-        size: u64,
-    ) -> Result<()> {
+    pub async fn truncate(&self, path: &str, cache_dir: &Path, size: u64) -> Result<()> {
         let ctx = self.mount.ctx(path);
         let mut body = self.body.lock().await;
         let f = self
-            .writable_body(&mut body, path, host, cache_dir, size > 0)
+            .writable_body(&mut body, path, cache_dir, size > 0)
             .await?;
         f.set_len(size).map_err(|e| io_err(&ctx, e))?;
         self.size.store(size, Ordering::Release);
@@ -320,11 +302,20 @@ impl OpenFile {
     }
 }
 
-fn is_writable(f: &File) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: F_GETFL on a valid, owned descriptor has no side effects.
-    let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
-    flags >= 0 && (flags & libc::O_ACCMODE) != libc::O_RDONLY
+/// Open a host file read-write where permitted (read-only otherwise), so that every handle
+/// of an inode shares one descriptor.
+fn open_shared(host: &Path) -> std::io::Result<File> {
+    match open_native(host, true) {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EACCES) | Some(libc::EROFS) | Some(libc::EPERM)
+            ) =>
+        {
+            open_native(host, false)
+        }
+        r => r,
+    }
 }
 
 /// Open a host file without following a final symlink.
@@ -399,7 +390,9 @@ impl<M> Handles<M> {
     }
 
     /// Open a handle on `ino`. `host` is the local file (local mounts), `size` the current
-    /// size on object backends.
+    /// size on object backends; `new_file` starts an object-backend file empty and dirty, so
+    /// that its first upload happens at close.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         &self,
         ino: u64,
@@ -408,18 +401,34 @@ impl<M> Handles<M> {
         size: u64,
         writable: bool,
         append: bool,
+        new_file: Option<&Path>,
     ) -> Result<(u64, Arc<FileHandle>)> {
         let file = {
             let mut open = lock(&self.open);
             match open.get(&ino) {
                 Some(f) => f.clone(),
                 None => {
-                    let body = match host {
-                        Some(h) => Body::Native(Arc::new(
-                            open_native(h, writable)
-                                .map_err(|e| Error::from_io(h.display().to_string(), e))?,
-                        )),
-                        None => Body::Remote,
+                    let (body, size) = match (host, new_file) {
+                        (Some(h), _) => (
+                            Body::Native(Arc::new(
+                                open_shared(h)
+                                    .map_err(|e| Error::from_io(h.display().to_string(), e))?,
+                            )),
+                            size,
+                        ),
+                        (None, Some(cache_dir)) => {
+                            let t = tempfile::tempfile_in(cache_dir).map_err(|e| {
+                                Error::from_io(format!("cache dir {}", cache_dir.display()), e)
+                            })?;
+                            (
+                                Body::Staged {
+                                    file: Arc::new(t),
+                                    dirty: true,
+                                },
+                                0,
+                            )
+                        }
+                        (None, None) => (Body::Remote, size),
                     };
                     let f = Arc::new(OpenFile::new(mount.clone(), body, size));
                     open.insert(ino, f.clone());
