@@ -57,7 +57,7 @@ enum Command {
         /// Where dirty data is staged (default: a private temp dir).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
-        /// Worker threads (default 4).
+        /// Threads that serve FUSE requests (default 8; requests on S3 mounts wait on the runtime, not on them).
         #[arg(long)]
         threads: Option<usize>,
         /// Mount options, comma separated, as mount(8) takes them (ro, nonempty, allow_other, noatime…).

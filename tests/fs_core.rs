@@ -33,7 +33,8 @@ async fn mount_ino(fs: &Fs, name: &str) -> u64 {
 }
 
 async fn write_file(fs: &Fs, dir: u64, name: &str, data: &[u8]) -> u64 {
-    let (ino, _, fh) = fs.create(dir, n(name), 0o644, 0o022, CREATE).await.unwrap();
+    let (ino, _, o) = fs.create(dir, n(name), 0o644, 0o022, CREATE).await.unwrap();
+    let fh = o.fh;
     assert_eq!(
         fs.write(ino, fh, 0, data).await.unwrap() as usize,
         data.len()
@@ -44,7 +45,7 @@ async fn write_file(fs: &Fs, dir: u64, name: &str, data: &[u8]) -> u64 {
 }
 
 async fn read_file(fs: &Fs, ino: u64) -> Vec<u8> {
-    let fh = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    let fh = fs.open(ino, libc::O_RDONLY).await.unwrap().fh;
     let mut out = Vec::new();
     loop {
         let b = fs.read(ino, fh, out.len() as u64, 4096).await.unwrap();
@@ -170,10 +171,11 @@ async fn errors_have_the_right_errno() {
 async fn o_creat_rdonly_creates_an_empty_file() {
     let fs = fs();
     let m = mount_ino(&fs, "m").await;
-    let (ino, attr, fh) = fs
+    let (ino, attr, o) = fs
         .create(m, n("e"), 0o600, 0, libc::O_CREAT | libc::O_RDONLY)
         .await
         .unwrap();
+    let fh = o.fh;
     assert_eq!((attr.size, attr.perm), (0, 0o600));
     fs.release(ino, fh).await.unwrap();
     assert!(names(&fs, m).await.contains(&"e".to_string()));
@@ -213,8 +215,9 @@ async fn handles_share_state_and_upload_on_flush() {
     let fs = fs();
     let m = mount_ino(&fs, "m").await;
     let (ino, _, w) = fs.create(m, n("s"), 0o644, 0, CREATE).await.unwrap();
+    let w = w.fh;
     fs.write(ino, w, 0, b"hello").await.unwrap();
-    let r = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    let r = fs.open(ino, libc::O_RDONLY).await.unwrap().fh;
     assert_eq!(&fs.read(ino, r, 0, 100).await.unwrap()[..], b"hello");
     assert_eq!(fs.getattr(ino).await.unwrap().size, 5);
     fs.write(ino, w, 10, b"!").await.unwrap();
@@ -223,7 +226,11 @@ async fn handles_share_state_and_upload_on_flush() {
     fs.release(ino, r).await.unwrap();
     fs.release(ino, w).await.unwrap();
     assert_eq!(read_file(&fs, ino).await, b"hello\0\0\0\0\0!");
-    let a = fs.open(ino, libc::O_WRONLY | libc::O_APPEND).await.unwrap();
+    let a = fs
+        .open(ino, libc::O_WRONLY | libc::O_APPEND)
+        .await
+        .unwrap()
+        .fh;
     fs.write(ino, a, 0, b"+").await.unwrap();
     fs.release(ino, a).await.unwrap();
     assert_eq!(read_file(&fs, ino).await, b"hello\0\0\0\0\0!+");
@@ -268,6 +275,7 @@ async fn unlinked_open_file_is_not_resurrected() {
     let fs = fs();
     let m = mount_ino(&fs, "m").await;
     let (ino, _, fh) = fs.create(m, n("gone"), 0o644, 0, CREATE).await.unwrap();
+    let fh = fh.fh;
     fs.write(ino, fh, 0, b"data").await.unwrap();
     fs.unlink(m, n("gone")).await.unwrap();
     fs.release(ino, fh).await.unwrap();
@@ -328,7 +336,7 @@ async fn readahead_serves_sequential_reads() {
     let m = mount_ino(&fs, "m").await;
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let ino = write_file(&fs, m, "big", &data).await;
-    let fh = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    let fh = fs.open(ino, libc::O_RDONLY).await.unwrap().fh;
     let mut got = Vec::new();
     while got.len() < data.len() {
         let b = fs.read(ino, fh, got.len() as u64, 131072).await.unwrap();

@@ -14,7 +14,7 @@ use fuser::{
 };
 
 use crate::error::Error;
-use crate::fuse::fs::{Fs, SetAttr, TimeSet};
+use crate::fuse::fs::{Fs, Opened, SetAttr, TimeSet};
 
 /// The bridge between the kernel and [`Fs`].
 pub struct Adapter {
@@ -28,15 +28,21 @@ impl Adapter {
         Adapter { fs, rt }
     }
 
-    fn spawn<F>(&self, op: &'static str, f: impl FnOnce(Arc<Fs>) -> F)
+    /// Run one request: on this FUSE thread when its inode is on a local or memory mount
+    /// (no thread hand-off: measured 1.5–2.3× more small-file operations per second), on the
+    /// runtime when it may wait on the network, so that slow S3 requests never hold the
+    /// threads that serve the other mounts.
+    fn spawn<F>(&self, op: &'static str, ino: INodeNo, f: impl FnOnce(Arc<Fs>) -> F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         let fut = f(self.fs.clone());
-        self.rt.spawn(async move {
-            tracing::trace!(op, "request");
-            fut.await
-        });
+        tracing::trace!(op, ino = ino.0, "request");
+        if self.fs.serves_inline(ino.0) {
+            self.rt.block_on(fut);
+        } else {
+            self.rt.spawn(fut);
+        }
     }
 }
 
@@ -49,6 +55,14 @@ fn errno(op: &str, e: &Error) -> Errno {
         tracing::warn!(op, errno = n, "{e}");
     }
     Errno::from_i32(n)
+}
+
+fn fopen(o: Opened) -> FopenFlags {
+    if o.read_only {
+        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+    } else {
+        FopenFlags::empty()
+    }
 }
 
 fn time(t: Option<TimeOrNow>) -> Option<TimeSet> {
@@ -70,6 +84,7 @@ impl Filesystem for Adapter {
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_ASYNC_DIO,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_AUTO_INVAL_DATA,
         ] {
             let _ = config.add_capabilities(flag);
         }
@@ -83,7 +98,7 @@ impl Filesystem for Adapter {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.to_owned();
-        self.spawn("lookup", |fs| async move {
+        self.spawn("lookup", parent, |fs| async move {
             match fs.lookup(parent.0, &name).await {
                 Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
                 Err(e) => reply.error(errno("lookup", &e)),
@@ -96,7 +111,7 @@ impl Filesystem for Adapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.spawn("getattr", |fs| async move {
+        self.spawn("getattr", ino, |fs| async move {
             match fs.getattr(ino.0).await {
                 Ok(m) => reply.attr(&fs.ttl(), &fs.attr(ino.0, &m)),
                 Err(e) => reply.error(errno("getattr", &e)),
@@ -130,7 +145,7 @@ impl Filesystem for Adapter {
             atime: time(atime),
             mtime: time(mtime),
         };
-        self.spawn("setattr", |fs| async move {
+        self.spawn("setattr", ino, |fs| async move {
             match fs.setattr(ino.0, set).await {
                 Ok(m) => reply.attr(&fs.ttl(), &fs.attr(ino.0, &m)),
                 Err(e) => reply.error(errno("setattr", &e)),
@@ -139,7 +154,7 @@ impl Filesystem for Adapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.spawn("readlink", |fs| async move {
+        self.spawn("readlink", ino, |fs| async move {
             match fs.readlink(ino.0).await {
                 Ok(t) => reply.data(&t),
                 Err(e) => reply.error(errno("readlink", &e)),
@@ -157,7 +172,7 @@ impl Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let name = name.to_owned();
-        self.spawn("mkdir", |fs| async move {
+        self.spawn("mkdir", parent, |fs| async move {
             match fs.mkdir(parent.0, &name, mode, umask).await {
                 Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
                 Err(e) => reply.error(errno("mkdir", &e)),
@@ -167,7 +182,7 @@ impl Filesystem for Adapter {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_owned();
-        self.spawn("unlink", |fs| async move {
+        self.spawn("unlink", parent, |fs| async move {
             match fs.unlink(parent.0, &name).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("unlink", &e)),
@@ -177,7 +192,7 @@ impl Filesystem for Adapter {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_owned();
-        self.spawn("rmdir", |fs| async move {
+        self.spawn("rmdir", parent, |fs| async move {
             match fs.rmdir(parent.0, &name).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("rmdir", &e)),
@@ -194,7 +209,7 @@ impl Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let (name, target) = (link_name.to_owned(), target.to_owned());
-        self.spawn("symlink", |fs| async move {
+        self.spawn("symlink", parent, |fs| async move {
             match fs.symlink(parent.0, &name, &target).await {
                 Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
                 Err(e) => reply.error(errno("symlink", &e)),
@@ -213,7 +228,7 @@ impl Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         let (name, newname) = (name.to_owned(), newname.to_owned());
-        self.spawn("rename", |fs| async move {
+        self.spawn("rename", parent, |fs| async move {
             match fs
                 .rename(parent.0, &name, newparent.0, &newname, flags.bits())
                 .await
@@ -233,7 +248,7 @@ impl Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let newname = newname.to_owned();
-        self.spawn("link", |fs| async move {
+        self.spawn("link", ino, |fs| async move {
             match fs.link(ino.0, newparent.0, &newname).await {
                 Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
                 Err(e) => reply.error(errno("link", &e)),
@@ -242,9 +257,9 @@ impl Filesystem for Adapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.spawn("open", |fs| async move {
+        self.spawn("open", ino, |fs| async move {
             match fs.open(ino.0, flags.0).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok(o) => reply.opened(FileHandle(o.fh), fopen(o)),
                 Err(e) => reply.error(errno("open", &e)),
             }
         });
@@ -261,7 +276,7 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.spawn("read", |fs| async move {
+        self.spawn("read", ino, |fs| async move {
             match fs.read(ino.0, fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(errno("read", &e)),
@@ -282,7 +297,7 @@ impl Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let data = data.to_vec();
-        self.spawn("write", |fs| async move {
+        self.spawn("write", ino, |fs| async move {
             match fs.write(ino.0, fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno("write", &e)),
@@ -298,7 +313,7 @@ impl Filesystem for Adapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.spawn("flush", |fs| async move {
+        self.spawn("flush", ino, |fs| async move {
             match fs.flush(ino.0, fh.0).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("flush", &e)),
@@ -316,7 +331,7 @@ impl Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.spawn("release", |fs| async move {
+        self.spawn("release", ino, |fs| async move {
             match fs.release(ino.0, fh.0).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("release", &e)),
@@ -332,7 +347,7 @@ impl Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.spawn("fsync", |fs| async move {
+        self.spawn("fsync", ino, |fs| async move {
             match fs.fsync(ino.0, fh.0).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("fsync", &e)),
@@ -341,7 +356,7 @@ impl Filesystem for Adapter {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.spawn("opendir", |fs| async move {
+        self.spawn("opendir", ino, |fs| async move {
             match fs.opendir(ino.0).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
                 Err(e) => reply.error(errno("opendir", &e)),
@@ -412,7 +427,7 @@ impl Filesystem for Adapter {
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
-        self.spawn("statfs", |fs| async move {
+        self.spawn("statfs", ino, |fs| async move {
             match fs.statfs(ino.0).await {
                 Ok(s) => reply.statfs(
                     s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
@@ -433,14 +448,14 @@ impl Filesystem for Adapter {
         reply: ReplyCreate,
     ) {
         let name = name.to_owned();
-        self.spawn("create", |fs| async move {
+        self.spawn("create", parent, |fs| async move {
             match fs.create(parent.0, &name, mode, umask, flags).await {
-                Ok((ino, m, fh)) => reply.created(
+                Ok((ino, m, o)) => reply.created(
                     &fs.ttl(),
                     &fs.attr(ino, &m),
                     Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
+                    FileHandle(o.fh),
+                    fopen(o),
                 ),
                 Err(e) => reply.error(errno("create", &e)),
             }

@@ -101,6 +101,16 @@ pub struct Statfs {
     pub frsize: u32,
 }
 
+/// An open file handle and how the kernel may treat it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// The handle.
+    pub fh: u64,
+    /// Read-only handle: the kernel may keep its page cache (it drops it when the mtime or
+    /// size changes) and need not send FLUSH on close.
+    pub read_only: bool,
+}
+
 /// Settings of the filesystem core.
 #[derive(Debug, Clone)]
 pub struct FsOptions {
@@ -190,6 +200,15 @@ impl Fs {
     /// The TTL the kernel may cache entries and attributes for.
     pub fn ttl(&self) -> Duration {
         self.opts.attr_ttl
+    }
+
+    /// May a request on `ino` run on the FUSE thread that read it? Yes for the root and for
+    /// local and memory mounts, whose operations never wait on the network.
+    pub fn serves_inline(&self, ino: u64) -> bool {
+        match self.inodes.target(ino) {
+            Some(Target::Path(m, _)) => !self.mount(m).is_s3(),
+            _ => true,
+        }
     }
 
     /// The inode table (for tests and stats).
@@ -639,7 +658,7 @@ impl Fs {
         mode: u32,
         umask: u32,
         flags: i32,
-    ) -> Result<(u64, Meta, u64)> {
+    ) -> Result<(u64, Meta, Opened)> {
         let t = self.child_mut(parent, name)?;
         self.check_change(&t)?;
         self.parent_dir(parent).await?;
@@ -684,13 +703,19 @@ impl Fs {
         Ok((ino, meta, fh))
     }
 
-    /// Open a file; returns the handle.
-    pub async fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+    /// Open a file.
+    pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
         let t = self.target(ino)?;
         self.open_target(ino, &t, flags, false).await
     }
 
-    async fn open_target(&self, ino: u64, t: &Target, flags: i32, new_file: bool) -> Result<u64> {
+    async fn open_target(
+        &self,
+        ino: u64,
+        t: &Target,
+        flags: i32,
+        new_file: bool,
+    ) -> Result<Opened> {
         let Target::Path(m, p) = t else {
             return Err(Error::new(ErrorKind::IsADirectory, "/", "is a directory"));
         };
@@ -731,7 +756,10 @@ impl Fs {
             }
             self.touch(t);
         }
-        Ok(fh)
+        Ok(Opened {
+            fh,
+            read_only: !writable && !trunc,
+        })
     }
 
     fn touch(&self, t: &Target) {

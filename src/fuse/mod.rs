@@ -43,7 +43,7 @@ pub struct DaemonOptions {
     pub negative_ttl: Option<Duration>,
     /// Where dirty data is staged.
     pub cache_dir: Option<PathBuf>,
-    /// Runtime worker threads.
+    /// Threads that read and serve FUSE requests (default 8).
     pub threads: Option<usize>,
     /// `-o` options.
     pub options: Vec<String>,
@@ -150,7 +150,7 @@ impl DaemonOptions {
             c.acl = fuser::SessionACL::All;
             c.mount_options.push(O::DefaultPermissions);
         }
-        c.n_threads = Some(2);
+        c.n_threads = Some(self.threads.unwrap_or(8).max(1));
         c.clone_fd = true;
         c
     }
@@ -225,7 +225,7 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
     let opts = opts.merge(&config.fuse)?;
     let mnt = check_mountpoint(mountpoint, opts.options.iter().any(|o| o == "nonempty"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(opts.threads.unwrap_or(4).max(1))
+        .worker_threads(4)
         .thread_name("genro-fuse")
         .enable_all()
         .build()
