@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use fuser::{
-    Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
-    TimeOrNow, WriteFlags,
+    BackingId, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    Request, TimeOrNow, WriteFlags,
 };
 
 use crate::error::Error;
@@ -57,7 +57,33 @@ fn errno(op: &str, e: &Error) -> Errno {
     Errno::from_i32(n)
 }
 
-fn fopen(o: Opened) -> FopenFlags {
+/// The inode's passthrough registration: made on its first open, reused by later handles.
+/// None where the kernel refuses it (no FUSE_PASSTHROUGH): the daemon then serves the I/O.
+fn backing(
+    o: &Opened,
+    open: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
+) -> Option<std::sync::MutexGuard<'_, Option<BackingId>>> {
+    let file = o.passthrough.as_ref()?;
+    let native = file.native_file()?;
+    let mut slot = file.backing.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none() {
+        match open(&native) {
+            Ok(id) => *slot = Some(id),
+            Err(e) => {
+                tracing::debug!(error = %e, "no passthrough");
+                return None;
+            }
+        }
+    }
+    Some(slot)
+}
+
+/// The only open flags the kernel accepts beside FOPEN_PASSTHROUGH (others make it EIO).
+const PASSTHROUGH_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH
+    .union(FopenFlags::FOPEN_DIRECT_IO)
+    .union(FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES);
+
+fn fopen(o: &Opened) -> FopenFlags {
     if o.read_only {
         FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
     } else {
@@ -78,6 +104,10 @@ impl Filesystem for Adapter {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(256);
         let _ = config.set_congestion_threshold(192);
+        // Local files are read and written by the kernel itself where it can (FUSE passthrough).
+        if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() {
+            let _ = config.set_max_stack_depth(1);
+        }
         for flag in [
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
@@ -259,7 +289,14 @@ impl Filesystem for Adapter {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.spawn("open", ino, |fs| async move {
             match fs.open(ino.0, flags.0).await {
-                Ok(o) => reply.opened(FileHandle(o.fh), fopen(o)),
+                Ok(o) => match backing(&o, |f| reply.open_backing(f)) {
+                    Some(id) => reply.opened_passthrough(
+                        FileHandle(o.fh),
+                        fopen(&o) & PASSTHROUGH_FLAGS,
+                        id.as_ref().expect("registered"),
+                    ),
+                    None => reply.opened(FileHandle(o.fh), fopen(&o)),
+                },
                 Err(e) => reply.error(errno("open", &e)),
             }
         });
@@ -450,13 +487,23 @@ impl Filesystem for Adapter {
         let name = name.to_owned();
         self.spawn("create", parent, |fs| async move {
             match fs.create(parent.0, &name, mode, umask, flags).await {
-                Ok((ino, m, o)) => reply.created(
-                    &fs.ttl(),
-                    &fs.attr(ino, &m),
-                    Generation(0),
-                    FileHandle(o.fh),
-                    fopen(o),
-                ),
+                Ok((ino, m, o)) => match backing(&o, |f| reply.open_backing(f)) {
+                    Some(id) => reply.created_passthrough(
+                        &fs.ttl(),
+                        &fs.attr(ino, &m),
+                        Generation(0),
+                        FileHandle(o.fh),
+                        fopen(&o) & PASSTHROUGH_FLAGS,
+                        id.as_ref().expect("registered"),
+                    ),
+                    None => reply.created(
+                        &fs.ttl(),
+                        &fs.attr(ino, &m),
+                        Generation(0),
+                        FileHandle(o.fh),
+                        fopen(&o),
+                    ),
+                },
                 Err(e) => reply.error(errno("create", &e)),
             }
         });

@@ -102,13 +102,16 @@ pub struct Statfs {
 }
 
 /// An open file handle and how the kernel may treat it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Opened {
     /// The handle.
     pub fh: u64,
     /// Read-only handle: the kernel may keep its page cache (it drops it when the mtime or
     /// size changes) and need not send FLUSH on close.
     pub read_only: bool,
+    /// Local mounts: the open inode, whose host file the kernel may read and write directly
+    /// (FUSE passthrough) with the same semantics.
+    pub passthrough: Option<Arc<OpenFile>>,
 }
 
 /// Settings of the filesystem core.
@@ -756,9 +759,11 @@ impl Fs {
             }
             self.touch(t);
         }
+        let passthrough = host.is_some().then(|| h.file.clone());
         Ok(Opened {
             fh,
             read_only: !writable && !trunc,
+            passthrough,
         })
     }
 
@@ -1018,8 +1023,13 @@ impl Fs {
         if mount.local_root().is_some() || parent.is_empty() {
             return Ok(());
         }
-        self.cache.invalidate(&Target::Path(m, parent.to_string()));
-        if mount.stat(parent).await?.is_none() {
+        let pt = Target::Path(m, parent.to_string());
+        self.cache.invalidate(&pt);
+        if self.lock_dirs().contains(&pt) {
+            // made here: it exists for as long as the daemon does, marker or not
+            return Ok(());
+        }
+        if !mount.dir_has_entries(parent).await? {
             mount.create_dir(parent).await?;
         }
         Ok(())

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::ops::Deref;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,15 +19,42 @@ use crate::storage::mount::{Mount, CHUNK};
 
 /// Smallest and largest read-ahead windows of a sequential reader.
 const MIN_WINDOW: u64 = 256 << 10;
-const MAX_WINDOW: u64 = 16 << 20;
+const MAX_WINDOW: u64 = 8 << 20;
 
-/// Per-handle read-ahead state.
+/// Per-handle read-ahead state: the last window fetched, where a sequential reader will
+/// read next, and the next window being fetched.
 #[derive(Debug, Default)]
 struct ReadAhead {
     start: u64,
     buf: Bytes,
     next: u64,
     window: u64,
+    pending: Option<Prefetch>,
+}
+
+#[derive(Debug)]
+struct Prefetch {
+    start: u64,
+    end: u64,
+    task: tokio::task::JoinHandle<Result<Bytes>>,
+}
+
+impl ReadAhead {
+    fn slice(&self, off: u64, end: u64) -> Option<Bytes> {
+        let buf_end = self.start + self.buf.len() as u64;
+        (off >= self.start && end <= buf_end).then(|| {
+            let s = (off - self.start) as usize;
+            self.buf.slice(s..s + (end - off) as usize)
+        })
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            p.task.abort();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -43,6 +71,9 @@ enum Body {
 #[derive(Debug)]
 pub struct OpenFile {
     mount: Arc<Mount>,
+    /// Local mounts: the kernel's passthrough registration of the host file, shared by all
+    /// handles of the inode and closed with its last one.
+    pub backing: Mutex<Option<fuser::BackingId>>,
     /// Serialises staging, writes and uploads of this one file (an async lock; unrelated
     /// files never wait on each other).
     body: tokio::sync::Mutex<Body>,
@@ -95,6 +126,7 @@ impl OpenFile {
     fn new(mount: Arc<Mount>, body: Body, size: u64) -> Self {
         OpenFile {
             mount,
+            backing: Mutex::new(None),
             staged: std::sync::atomic::AtomicBool::new(matches!(body, Body::Staged { .. })),
             body: tokio::sync::Mutex::new(body),
             size: AtomicU64::new(size),
@@ -113,6 +145,14 @@ impl OpenFile {
             Some(self.size.load(Ordering::Acquire))
         } else {
             None
+        }
+    }
+
+    /// The host file of a local mount, for kernel passthrough.
+    pub fn native_file(&self) -> Option<Arc<File>> {
+        match self.body.try_lock().ok()?.deref() {
+            Body::Native(f) => Some(f.clone()),
+            _ => None,
         }
     }
 
@@ -147,37 +187,82 @@ impl OpenFile {
         self.read_remote(path, fh, off, len).await
     }
 
+    /// Reads from the backend with a read-ahead window that doubles while access is
+    /// sequential (up to [`MAX_WINDOW`]) and resets on a random access. While the kernel reads
+    /// one window, the next is already being fetched in the background.
     async fn read_remote(&self, path: &str, fh: &FileHandle, off: u64, len: u32) -> Result<Bytes> {
         let size = self.size.load(Ordering::Acquire);
         let end = (off + len as u64).min(size);
         if off >= end {
             return Ok(Bytes::new());
         }
-        let window = {
-            let ra = fh.readahead.lock().unwrap_or_else(|e| e.into_inner());
-            let buf_end = ra.start + ra.buf.len() as u64;
-            if off >= ra.start && end <= buf_end {
-                let s = (off - ra.start) as usize;
-                return Ok(ra.buf.slice(s..s + (end - off) as usize));
+        let (pending, window) = {
+            let mut ra = fh.readahead.lock().unwrap_or_else(|e| e.into_inner());
+            let sequential = off == ra.next && off != 0;
+            ra.next = end;
+            if let Some(out) = ra.slice(off, end) {
+                if sequential {
+                    self.prefetch(&mut ra, path, size);
+                }
+                return Ok(out);
             }
-            if off == ra.next && ra.next != 0 {
+            let window = if sequential {
                 (ra.window * 2).clamp(MIN_WINDOW, MAX_WINDOW)
             } else {
                 0
+            };
+            ra.window = window;
+            let pending = match ra.pending.take() {
+                Some(p) if sequential && p.start <= off && off < p.end => Some(p),
+                Some(p) => {
+                    p.task.abort();
+                    None
+                }
+                None => None,
+            };
+            (pending, window)
+        };
+        let (start, data) = match pending {
+            Some(p) => match p.task.await {
+                Ok(Ok(data)) => (p.start, data),
+                Ok(Err(e)) => return Err(e),
+                Err(e) => {
+                    return Err(Error::new(
+                        ErrorKind::Backend,
+                        self.mount.ctx(path),
+                        format!("read-ahead task failed: {e}"),
+                    ))
+                }
+            },
+            None => {
+                let fetch_end = (off + window).max(end).min(size);
+                (off, self.mount.read_range(path, off, fetch_end).await?)
             }
         };
-        let fetch_end = (off + window).max(end).min(size);
-        let data = self.mount.read_range(path, off, fetch_end).await?;
-        let want = ((end - off) as usize).min(data.len());
-        let out = data.slice(0..want);
         let mut ra = fh.readahead.lock().unwrap_or_else(|e| e.into_inner());
-        *ra = ReadAhead {
-            start: off,
-            buf: data,
-            next: end,
-            window,
-        };
+        ra.start = start;
+        ra.buf = data;
+        let out = ra.slice(off, end).unwrap_or_default();
+        if window > 0 {
+            self.prefetch(&mut ra, path, size);
+        }
         Ok(out)
+    }
+
+    /// Start fetching the window after the buffer, unless it is under way or at the end.
+    fn prefetch(&self, ra: &mut ReadAhead, path: &str, size: u64) {
+        let from = ra.start + ra.buf.len() as u64;
+        if ra.pending.is_some() || from >= size || ra.window == 0 {
+            return;
+        }
+        let to = (from + ra.window).min(size);
+        let mount = self.mount.clone();
+        let path = path.to_string();
+        ra.pending = Some(Prefetch {
+            start: from,
+            end: to,
+            task: tokio::spawn(async move { mount.read_range(&path, from, to).await }),
+        });
     }
 
     /// Make the body writable: the host file as it is, or a staged copy (downloaded when
@@ -333,7 +418,7 @@ async fn upload(mount: &Mount, path: &str, file: &File, size: u64) -> Result<()>
     if size == 0 {
         return mount.write_all(path, Bytes::new()).await;
     }
-    let mut w = mount.writer(path).await?;
+    let mut w = mount.writer_for(path, size).await?;
     let mut off = 0u64;
     while off < size {
         let n = (CHUNK as u64).min(size - off) as usize;

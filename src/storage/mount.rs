@@ -16,8 +16,17 @@ use crate::storage::path;
 
 /// Size of the chunks used to stream and to upload (S3 multipart part size).
 pub const CHUNK: usize = 8 << 20;
+/// Part size of a large ranged read: such a range is fetched as parallel ranged GETs.
+pub const RANGE_PART: usize = 2 << 20;
 /// Parts uploaded or fetched in parallel.
 pub const CONCURRENT: usize = 4;
+
+/// The multipart part size for a file of `size` bytes: [`CHUNK`], or more in whole MiB so
+/// that the file fits in 9,000 parts.
+pub fn part_size(size: u64) -> usize {
+    let min = size.div_ceil(9_000).div_ceil(1 << 20) << 20;
+    (min as usize).max(CHUNK)
+}
 
 /// File or directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,6 +400,15 @@ impl Mount {
         }
     }
 
+    /// Does the directory hold anything (a child, or its own marker)? One LIST on S3.
+    pub async fn dir_has_entries(&self, path: &str) -> Result<bool> {
+        if self.is_s3() {
+            self.prefix_exists(path).await
+        } else {
+            Ok(self.stat(path).await?.is_some())
+        }
+    }
+
     async fn prefix_exists(&self, path: &str) -> Result<bool> {
         let dir = format!("{path}/");
         let mut l = self
@@ -485,6 +503,8 @@ impl Mount {
             .op
             .read_with(path)
             .range(start..end)
+            .chunk(RANGE_PART)
+            .concurrent(CONCURRENT)
             .await
             .map_err(|e| self.err(path, e))?;
         Ok(buf.to_bytes())
@@ -527,11 +547,17 @@ impl Mount {
 
     /// A streaming writer (multipart on S3, parallel parts).
     pub async fn writer(&self, path: &str) -> Result<opendal::Writer> {
+        self.writer_for(path, 0).await
+    }
+
+    /// A streaming writer for `size` bytes: parts of at least [`CHUNK`], larger when needed
+    /// to keep a file within 9,000 parts (S3 allows 10,000).
+    pub async fn writer_for(&self, path: &str, size: u64) -> Result<opendal::Writer> {
         self.check_write(path)?;
         self.check_inside(path)?;
         self.op
             .writer_with(path)
-            .chunk(CHUNK)
+            .chunk(part_size(size))
             .concurrent(CONCURRENT)
             .await
             .map_err(|e| self.err(path, e))
@@ -612,5 +638,20 @@ impl Mount {
             .await
             .map(|_| true)
             .map_err(|e| self.err(from, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_grow_so_that_huge_files_fit_in_10000_parts() {
+        assert_eq!(part_size(0), CHUNK);
+        assert_eq!(part_size(1 << 30), CHUNK);
+        let huge = 500u64 << 30; // 500 GiB
+        let p = part_size(huge) as u64;
+        assert!(huge.div_ceil(p) <= 9_000, "{p}");
+        assert_eq!(p % (1 << 20), 0);
     }
 }
