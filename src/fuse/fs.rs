@@ -586,8 +586,9 @@ impl Fs {
         }
     }
 
+    /// (The attribute cache is trusted here: the kernel looked the name up just before, and
+    /// our own mutations keep the cache right.)
     async fn must_not_exist(&self, t: &Target) -> Result<()> {
-        self.cache.invalidate(t);
         if self.meta(t).await?.is_some() {
             return Err(Error::new(ErrorKind::AlreadyExists, self.ctx(t), "exists"));
         }
@@ -665,7 +666,6 @@ impl Fs {
         let t = self.child_mut(parent, name)?;
         self.check_change(&t)?;
         self.parent_dir(parent).await?;
-        self.cache.invalidate(&t);
         let Target::Path(m, p) = t.clone() else {
             unreachable!()
         };
@@ -813,9 +813,12 @@ impl Fs {
         let uploaded = file
             .flush(mp.as_ref().map(|(_, p)| p.as_str()), sync)
             .await?;
-        if uploaded {
-            if let Some((m, p)) = mp {
-                self.cache.invalidate(&Target::Path(m, p));
+        if let (true, Some((m, p))) = (uploaded, mp) {
+            // The backend now holds what the daemon knows: no need to ask it again.
+            let t = Target::Path(m, p);
+            match file.staged_size() {
+                Some(size) => self.cache.put(t.clone(), Some(self.staged_meta(&t, size))),
+                None => self.cache.invalidate(&t),
             }
         }
         Ok(())
@@ -1055,7 +1058,6 @@ impl Fs {
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let t = self.child_mut(parent, name)?;
         self.check_remove(&t)?;
-        self.cache.invalidate(&t);
         let meta = self.meta_required(&t).await?;
         if meta.kind == FileType::Directory {
             return Err(Error::new(

@@ -309,34 +309,30 @@ impl Mount {
         }
     }
 
-    /// S3: an object `p` is a file, a prefix `p/` (marker or children) a directory, and the
-    /// directory wins when both exist. HEAD and LIST run side by side; a LIST that finds the
-    /// directory answers without waiting for the HEAD (some servers fail a HEAD of a prefix).
+    /// S3: an object `p` is a file (it wins over a prefix of the same name), a prefix `p/`
+    /// (marker or children) a directory. HEAD and LIST go out together so that a miss costs
+    /// one round trip; a HEAD that finds the object answers without waiting for the LIST.
     async fn stat_s3(&self, path: &str) -> Result<Option<Entry>> {
         let head = Box::pin(self.op.stat(path));
         let list = Box::pin(self.prefix_exists(path));
-        let head_result = match futures::future::select(head, list).await {
+        let (head_result, is_dir) = match futures::future::select(head, list).await {
             futures::future::Either::Left((h, list)) => {
-                if list.await? {
-                    return Ok(Some(self.dir_entry()));
+                if let Ok(m) = &h {
+                    return Ok(Some(self.entry_of(m)));
                 }
-                h
+                (h, list.await)
             }
-            futures::future::Either::Right((is_dir, head)) => {
-                if is_dir? {
-                    return Ok(Some(self.dir_entry()));
-                }
-                head.await
-            }
+            futures::future::Either::Right((is_dir, head)) => (head.await, is_dir),
         };
         match head_result {
             Ok(m) => Ok(Some(self.entry_of(&m))),
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(_) if matches!(is_dir, Ok(true)) => Ok(Some(self.dir_entry())),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => is_dir.map(|_| None),
             // Some servers (s3s-fs) fail a HEAD of what was once a prefix. A LIST is
             // authoritative: when it does not show the key, the key does not exist. When it
             // does, the HEAD's error is real and reported as it is.
             Err(e) => match self.key_listed(path).await? {
-                false => Ok(None),
+                false => is_dir.map(|_| None),
                 true => Err(self.err(path, e)),
             },
         }
@@ -375,13 +371,17 @@ impl Mount {
                         opendal::ErrorKind::NotFound | opendal::ErrorKind::PermissionDenied
                     ) =>
             {
-                match self.op.stat(path).await {
-                    Ok(m) if m.content_length() == written && m.is_file() => {
-                        tracing::warn!(path = %self.ctx(path), "upload completed on a retry");
-                        Ok(())
+                // The first attempt may still be assembling the object: give it a moment.
+                for attempt in 0..10u32 {
+                    if let Ok(m) = self.op.stat(path).await {
+                        if m.content_length() == written && m.is_file() {
+                            tracing::warn!(path = %self.ctx(path), "upload completed on a retry");
+                            return Ok(());
+                        }
                     }
-                    _ => Err(self.err(path, e)),
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await;
                 }
+                Err(self.err(path, e))
             }
             Err(e) => Err(self.err(path, e)),
         }
@@ -437,7 +437,7 @@ impl Mount {
     }
 
     /// The children of a directory, by name (the directory itself filtered out; on S3 a name
-    /// that is both an object and a prefix shows once, as a directory).
+    /// that is both an object and a prefix shows once, as the file).
     pub async fn list(&self, path: &str) -> Result<Vec<(String, Entry)>> {
         self.check_inside(path)?;
         let dir = if path.is_empty() {
@@ -487,7 +487,8 @@ impl Mount {
             }
         }
         if self.is_s3() {
-            out.sort_by(|a, b| a.0.cmp(&b.0).then((!a.1.is_dir()).cmp(&!b.1.is_dir())));
+            // a name that is both an object and a prefix shows once, as the file (as stat does)
+            out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.is_dir().cmp(&b.1.is_dir())));
             out.dedup_by(|later, first| later.0 == first.0);
         }
         Ok(out)
