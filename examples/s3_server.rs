@@ -28,6 +28,8 @@ async fn main() {
         let Ok((socket, _)) = listener.accept().await else {
             continue;
         };
+        // without it, small responses wait for the peer's delayed ACK (~40 ms each)
+        let _ = socket.set_nodelay(true);
         let conn = http
             .serve_connection(TokioIo::new(socket), service.clone())
             .into_owned();

@@ -19,7 +19,7 @@ use crate::storage::mount::{Mount, CHUNK};
 
 /// Smallest and largest read-ahead windows of a sequential reader.
 const MIN_WINDOW: u64 = 256 << 10;
-const MAX_WINDOW: u64 = 8 << 20;
+const MAX_WINDOW: u64 = 16 << 20;
 
 /// Per-handle read-ahead state: the last window fetched, where a sequential reader will
 /// read next, and the next window being fetched.
@@ -95,7 +95,7 @@ pub struct FileHandle {
     pub writable: bool,
     /// Opened with O_APPEND: every write goes to the end.
     pub append: bool,
-    readahead: Mutex<ReadAhead>,
+    readahead: tokio::sync::Mutex<ReadAhead>,
 }
 
 /// A directory entry snapshot taken by opendir.
@@ -189,38 +189,32 @@ impl OpenFile {
 
     /// Reads from the backend with a read-ahead window that doubles while access is
     /// sequential (up to [`MAX_WINDOW`]) and resets on a random access. While the kernel reads
-    /// one window, the next is already being fetched in the background.
+    /// one window, the next is already being fetched in the background. The kernel sends
+    /// read-ahead requests concurrently and not always in order, so "sequential" means
+    /// "forward, within a window of the stream", and one handle's reads are served in turn.
     async fn read_remote(&self, path: &str, fh: &FileHandle, off: u64, len: u32) -> Result<Bytes> {
         let size = self.size.load(Ordering::Acquire);
         let end = (off + len as u64).min(size);
         if off >= end {
             return Ok(Bytes::new());
         }
-        let (pending, window) = {
-            let mut ra = fh.readahead.lock().unwrap_or_else(|e| e.into_inner());
-            let sequential = off == ra.next && off != 0;
-            ra.next = end;
-            if let Some(out) = ra.slice(off, end) {
-                if sequential {
-                    self.prefetch(&mut ra, path, size);
-                }
-                return Ok(out);
+        let mut ra = fh.readahead.lock().await;
+        let reach = ra.next + ra.window.max(MIN_WINDOW);
+        let sequential = ra.next != 0 && off >= ra.start && off <= reach;
+        ra.next = if sequential { ra.next.max(end) } else { end };
+        if let Some(out) = ra.slice(off, end) {
+            if sequential {
+                self.prefetch(&mut ra, path, size);
             }
-            let window = if sequential {
-                (ra.window * 2).clamp(MIN_WINDOW, MAX_WINDOW)
-            } else {
-                0
-            };
-            ra.window = window;
-            let pending = match ra.pending.take() {
-                Some(p) if sequential && p.start <= off && off < p.end => Some(p),
-                Some(p) => {
-                    p.task.abort();
-                    None
-                }
-                None => None,
-            };
-            (pending, window)
+            return Ok(out);
+        }
+        let pending = match ra.pending.take() {
+            Some(p) if p.start <= off && off < p.end => Some(p),
+            Some(p) => {
+                p.task.abort();
+                None
+            }
+            None => None,
         };
         let (start, data) = match pending {
             Some(p) => match p.task.await {
@@ -235,18 +229,36 @@ impl OpenFile {
                 }
             },
             None => {
-                let fetch_end = (off + window).max(end).min(size);
+                ra.window = if sequential {
+                    (ra.window * 2).clamp(MIN_WINDOW, MAX_WINDOW)
+                } else {
+                    0
+                };
+                let fetch_end = (off + ra.window).max(end).min(size);
                 (off, self.mount.read_range(path, off, fetch_end).await?)
             }
         };
-        let mut ra = fh.readahead.lock().unwrap_or_else(|e| e.into_inner());
         ra.start = start;
         ra.buf = data;
-        let out = ra.slice(off, end).unwrap_or_default();
-        if window > 0 {
+        if sequential {
+            ra.window = (ra.window * 2).clamp(MIN_WINDOW, MAX_WINDOW);
             self.prefetch(&mut ra, path, size);
         }
-        Ok(out)
+        match ra.slice(off, end) {
+            Some(out) => Ok(out),
+            // A read straddling the end of the window: the rest comes straight from the
+            // backend. Never a short read before EOF: the kernel would take it for EOF.
+            None if off >= ra.start && off < ra.start + ra.buf.len() as u64 => {
+                let buf_end = ra.start + ra.buf.len() as u64;
+                let head = ra.buf.slice((off - ra.start) as usize..);
+                let tail = self.mount.read_range(path, buf_end, end).await?;
+                let mut out = bytes::BytesMut::with_capacity((end - off) as usize);
+                out.extend_from_slice(&head);
+                out.extend_from_slice(&tail);
+                Ok(out.freeze())
+            }
+            None => self.mount.read_range(path, off, end).await,
+        }
     }
 
     /// Start fetching the window after the buffer, unless it is under way or at the end.
@@ -528,7 +540,7 @@ impl<M> Handles<M> {
             file,
             writable,
             append,
-            readahead: Mutex::default(),
+            readahead: tokio::sync::Mutex::default(),
         });
         lock(&self.files).insert(fh, h.clone());
         Ok((fh, h))

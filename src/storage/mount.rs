@@ -17,7 +17,7 @@ use crate::storage::path;
 /// Size of the chunks used to stream and to upload (S3 multipart part size).
 pub const CHUNK: usize = 8 << 20;
 /// Part size of a large ranged read: such a range is fetched as parallel ranged GETs.
-pub const RANGE_PART: usize = 2 << 20;
+pub const RANGE_PART: usize = 4 << 20;
 /// Parts uploaded or fetched in parallel.
 pub const CONCURRENT: usize = 4;
 

@@ -144,6 +144,7 @@ fn start_s3s_fs() -> String {
                     let Ok((socket, _)) = listener.accept().await else {
                         continue;
                     };
+                    let _ = socket.set_nodelay(true);
                     let conn = http
                         .serve_connection(TokioIo::new(socket), service.clone())
                         .into_owned();
