@@ -2,6 +2,8 @@
 //! async core in `fs.rs`, reply. No filesystem logic lives here.
 
 use std::ffi::OsStr;
+
+use futures::FutureExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -36,12 +38,20 @@ impl Adapter {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let fut = f(self.fs.clone());
+        // A panic inside a request drops its reply, which answers EIO; the daemon goes on
+        // (tokio catches it in spawned tasks, catch_unwind on the FUSE threads).
+        let fut = std::panic::AssertUnwindSafe(f(self.fs.clone())).catch_unwind();
         tracing::trace!(op, ino = ino.0, "request");
         if self.fs.serves_inline(ino.0) {
-            self.rt.block_on(fut);
+            if self.rt.block_on(fut).is_err() {
+                tracing::error!(op, ino = ino.0, "request panicked; answered EIO");
+            }
         } else {
-            self.rt.spawn(fut);
+            self.rt.spawn(async move {
+                if fut.await.is_err() {
+                    tracing::error!(op, "request panicked; answered EIO");
+                }
+            });
         }
     }
 }
