@@ -94,11 +94,14 @@ const PASSTHROUGH_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH
     .union(FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES);
 
 fn fopen(o: &Opened) -> FopenFlags {
+    let mut f = FopenFlags::empty();
     if o.read_only {
-        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
-    } else {
-        FopenFlags::empty()
+        f |= FopenFlags::FOPEN_KEEP_CACHE;
     }
+    if o.no_flush {
+        f |= FopenFlags::FOPEN_NOFLUSH;
+    }
+    f
 }
 
 fn time(t: Option<TimeOrNow>) -> Option<TimeSet> {

@@ -107,8 +107,11 @@ pub struct Opened {
     /// The handle.
     pub fh: u64,
     /// Read-only handle: the kernel may keep its page cache (it drops it when the mtime or
-    /// size changes) and need not send FLUSH on close.
+    /// size changes).
     pub read_only: bool,
+    /// Nothing to do at close: read-only handles, and local files (written in place), so the
+    /// kernel need not send FLUSH.
+    pub no_flush: bool,
     /// Local mounts: the open inode, whose host file the kernel may read and write directly
     /// (FUSE passthrough) with the same semantics.
     pub passthrough: Option<Arc<OpenFile>>,
@@ -760,9 +763,11 @@ impl Fs {
             self.touch(t);
         }
         let passthrough = host.is_some().then(|| h.file.clone());
+        let read_only = !writable && !trunc;
         Ok(Opened {
             fh,
-            read_only: !writable && !trunc,
+            read_only,
+            no_flush: read_only || host.is_some(),
             passthrough,
         })
     }

@@ -63,8 +63,51 @@ enum Body {
     Remote,
     /// Local mount: the host file, opened once for all handles.
     Native(Arc<File>),
-    /// Object backend: a private copy on local disk, uploaded when dirty.
-    Staged { file: Arc<File>, dirty: bool },
+    /// Object backend: a private copy on local disk, uploaded when dirty. While a new file
+    /// is written from its start in order, its bytes also stream to the backend as they
+    /// come, so that close only finishes an upload already under way.
+    Staged {
+        file: Arc<File>,
+        dirty: bool,
+        stream: Stream,
+    },
+}
+
+/// The streaming upload of a staged file.
+enum Stream {
+    /// Empty so far: the first write at offset 0 starts it.
+    Unstarted,
+    /// Every byte in `0..written` was handed to the writer, in order.
+    Active {
+        writer: opendal::Writer,
+        written: u64,
+        /// Where the upload goes (the file may be renamed or unlinked meanwhile).
+        path: String,
+    },
+    /// Not streaming: close uploads the staged copy.
+    Off,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stream::Unstarted => write!(f, "Unstarted"),
+            Stream::Active { written, path, .. } => write!(f, "Active({path}, {written})"),
+            Stream::Off => write!(f, "Off"),
+        }
+    }
+}
+
+impl Stream {
+    /// Stop streaming; an upload under way is abandoned (nothing partial appears).
+    fn stop(&mut self, mount: &Arc<Mount>) {
+        if let Stream::Active { writer, path, .. } = std::mem::replace(self, Stream::Off) {
+            let mount = mount.clone();
+            tokio::spawn(async move {
+                let _ = mount.abort_writer(&path, writer).await;
+            });
+        }
+    }
 }
 
 /// The state of one open inode.
@@ -313,12 +356,17 @@ impl OpenFile {
             *body = Body::Staged {
                 file: Arc::new(file),
                 dirty: true,
+                stream: if keep && size > 0 {
+                    Stream::Off
+                } else {
+                    Stream::Unstarted
+                },
             };
             self.staged.store(true, Ordering::Release);
         }
         match body {
             Body::Native(f) => Ok(f),
-            Body::Staged { file, dirty } => {
+            Body::Staged { file, dirty, .. } => {
                 *dirty = true;
                 Ok(file)
             }
@@ -346,7 +394,45 @@ impl OpenFile {
         f.write_all_at(data, off).map_err(err)?;
         let end = off + data.len() as u64;
         self.size.fetch_max(end, Ordering::AcqRel);
+        if let Body::Staged { stream, .. } = &mut *body {
+            self.feed(stream, path, off, data).await;
+        }
         Ok(data.len() as u32)
+    }
+
+    /// Hand a write to the streaming upload when it continues it in order; anything else
+    /// ends the streaming (the staged copy is then uploaded at close). A streaming failure
+    /// is not the application's: the staged copy still holds the bytes.
+    async fn feed(&self, stream: &mut Stream, path: &str, off: u64, data: &[u8]) {
+        if matches!(stream, Stream::Unstarted) {
+            *stream = match (off, self.mount.writer(path).await) {
+                (0, Ok(writer)) => Stream::Active {
+                    writer,
+                    written: 0,
+                    path: path.to_string(),
+                },
+                _ => Stream::Off,
+            };
+        }
+        let ok = match stream {
+            Stream::Active {
+                writer, written, ..
+            } if *written == off => match writer.write(Bytes::copy_from_slice(data)).await {
+                Ok(()) => {
+                    *written += data.len() as u64;
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(path = %self.mount.ctx(path), error = %e, "streaming upload failed; the staged copy is uploaded at close");
+                    false
+                }
+            },
+            Stream::Active { .. } => false,
+            _ => true,
+        };
+        if !ok {
+            stream.stop(&self.mount);
+        }
     }
 
     /// Set the size (grow with zeros or shrink).
@@ -358,6 +444,9 @@ impl OpenFile {
             .await?;
         f.set_len(size).map_err(|e| io_err(&ctx, e))?;
         self.size.store(size, Ordering::Release);
+        if let Body::Staged { stream, .. } = &mut *body {
+            stream.stop(&self.mount);
+        }
         Ok(())
     }
 
@@ -374,8 +463,13 @@ impl OpenFile {
                 }
                 Ok(false)
             }
-            Body::Staged { file, dirty } => {
+            Body::Staged {
+                file,
+                dirty,
+                stream,
+            } => {
                 let Some(path) = path else {
+                    stream.stop(&self.mount);
                     *dirty = false;
                     return Ok(false);
                 };
@@ -386,7 +480,20 @@ impl OpenFile {
                     .metadata()
                     .map_err(|e| io_err(&self.mount.ctx(path), e))?
                     .len();
-                upload(&self.mount, path, file, size).await?;
+                match std::mem::replace(stream, Stream::Off) {
+                    Stream::Active {
+                        writer,
+                        written,
+                        path: to,
+                    } if written == size && to == path => {
+                        // the upload was under way: finish it
+                        self.mount.close_writer(path, writer, written).await?;
+                    }
+                    mut other => {
+                        other.stop(&self.mount);
+                        upload(&self.mount, path, file, size).await?;
+                    }
+                }
                 *dirty = false;
                 Ok(true)
             }
@@ -521,6 +628,7 @@ impl<M> Handles<M> {
                                 Body::Staged {
                                     file: Arc::new(t),
                                     dirty: true,
+                                    stream: Stream::Unstarted,
                                 },
                                 0,
                             )

@@ -392,7 +392,7 @@ impl Mount {
     pub async fn abort_writer(&self, path: &str, mut w: opendal::Writer) -> Result<()> {
         match w.abort().await {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == opendal::ErrorKind::Unsupported => {
+            Err(e) if e.kind() == opendal::ErrorKind::Unsupported && !path.is_empty() => {
                 let _ = w.close().await;
                 self.op.delete(path).await.map_err(|e| self.err(path, e))
             }
