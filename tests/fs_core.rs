@@ -352,3 +352,28 @@ async fn readahead_serves_sequential_reads() {
     assert!(fs.read(ino, fh, 5_000_000, 10).await.unwrap().is_empty());
     fs.release(ino, fh).await.unwrap();
 }
+
+#[tokio::test]
+async fn overwrites_from_the_start_keep_or_replace_the_rest() {
+    let fs = fs();
+    let m = mount_ino(&fs, "m").await;
+    let ino = write_file(&fs, m, "f", b"0123456789").await;
+    // a short overwrite at the start keeps the rest
+    let fh = fs.open(ino, libc::O_RDWR).await.unwrap().fh;
+    fs.write(ino, fh, 0, b"ab").await.unwrap();
+    assert_eq!(&fs.read(ino, fh, 0, 100).await.unwrap()[..], b"ab23456789");
+    fs.release(ino, fh).await.unwrap();
+    assert_eq!(read_file(&fs, ino).await, b"ab23456789");
+    // an overwrite of the whole file, in order, replaces it without reading it
+    let fh = fs.open(ino, libc::O_WRONLY).await.unwrap().fh;
+    fs.write(ino, fh, 0, b"ABCDE").await.unwrap();
+    fs.write(ino, fh, 5, b"FGHIJKL").await.unwrap();
+    fs.release(ino, fh).await.unwrap();
+    assert_eq!(read_file(&fs, ino).await, b"ABCDEFGHIJKL");
+    // a write elsewhere first fetches the rest
+    let fh = fs.open(ino, libc::O_WRONLY).await.unwrap().fh;
+    fs.write(ino, fh, 3, b"-").await.unwrap();
+    fs.write(ino, fh, 0, b"+").await.unwrap();
+    fs.release(ino, fh).await.unwrap();
+    assert_eq!(read_file(&fs, ino).await, b"+BC-EFGHIJKL");
+}

@@ -70,7 +70,19 @@ enum Body {
         file: Arc<File>,
         dirty: bool,
         stream: Stream,
+        /// The backend's object, not fetched yet past what was overwritten in order from
+        /// offset 0 (an overwrite from the start may never need it).
+        base: Option<Base>,
     },
+}
+
+/// An existing object under a staged copy, fetched only when needed.
+#[derive(Debug, Clone, Copy)]
+struct Base {
+    /// Its size.
+    old: u64,
+    /// Bytes `0..prefix` were overwritten in order and need not be fetched.
+    prefix: u64,
 }
 
 /// The streaming upload of a staged file.
@@ -207,7 +219,12 @@ impl OpenFile {
     /// Read `len` bytes at `off` (short at the end of the file).
     pub async fn read(&self, path: &str, fh: &FileHandle, off: u64, len: u32) -> Result<Bytes> {
         let file = {
-            let body = self.body.lock().await;
+            let mut body = self.body.lock().await;
+            if let Body::Staged { base: Some(b), .. } = &*body {
+                if off + len as u64 > b.prefix {
+                    self.fill_base(&mut body, path).await?;
+                }
+            }
             match &*body {
                 Body::Native(f) | Body::Staged { file: f, .. } => Some(f.clone()),
                 Body::Remote => None,
@@ -320,47 +337,30 @@ impl OpenFile {
         });
     }
 
-    /// Make the body writable: the host file as it is, or a staged copy (downloaded when
-    /// `keep`, empty otherwise).
+    /// Make the body writable: the host file as it is, or a staged copy. An existing object
+    /// is not fetched yet (`base`): see [`OpenFile::fill_base`].
     async fn writable_body<'a>(
         &self,
         body: &'a mut Body,
-        path: &str,
         cache_dir: &Path,
         keep: bool,
     ) -> Result<&'a File> {
-        let ctx = self.mount.ctx(path);
         if let Body::Remote = body {
             let file = tempfile::tempfile_in(cache_dir)
                 .map_err(|e| Error::from_io(format!("cache dir {}", cache_dir.display()), e))?;
             let size = self.size.load(Ordering::Acquire);
-            if keep && size > 0 {
-                let reader = self.mount.reader(path).await?;
-                let mut off = 0u64;
-                while off < size {
-                    let end = (off + CHUNK as u64).min(size);
-                    let buf = reader
-                        .read(off..end)
-                        .await
-                        .map_err(|e| Error::from_opendal(ctx.clone(), e))?
-                        .to_bytes();
-                    if buf.is_empty() {
-                        break;
-                    }
-                    file.write_all_at(&buf, off).map_err(|e| io_err(&ctx, e))?;
-                    off += buf.len() as u64;
-                }
-            } else {
+            let base = (keep && size > 0).then_some(Base {
+                old: size,
+                prefix: 0,
+            });
+            if base.is_none() {
                 self.size.store(0, Ordering::Release);
             }
             *body = Body::Staged {
                 file: Arc::new(file),
                 dirty: true,
-                stream: if keep && size > 0 {
-                    Stream::Off
-                } else {
-                    Stream::Unstarted
-                },
+                stream: Stream::Unstarted,
+                base,
             };
             self.staged.store(true, Ordering::Release);
         }
@@ -371,6 +371,44 @@ impl OpenFile {
                 Ok(file)
             }
             Body::Remote => unreachable!("staged above"),
+        }
+    }
+
+    /// Fetch the object's bytes that the staged copy still lacks: everything past what was
+    /// written in order from offset 0. After this the staged copy is the whole file.
+    async fn fill_base(&self, body: &mut Body, path: &str) -> Result<()> {
+        let Body::Staged { file, base, .. } = body else {
+            return Ok(());
+        };
+        let Some(Base { old, prefix }) = base.take() else {
+            return Ok(());
+        };
+        let ctx = self.mount.ctx(path);
+        if prefix < old {
+            let reader = self.mount.reader(path).await?;
+            let mut off = prefix;
+            while off < old {
+                let end = (off + CHUNK as u64).min(old);
+                let buf = reader
+                    .read(off..end)
+                    .await
+                    .map_err(|e| Error::from_opendal(ctx.clone(), e))?
+                    .to_bytes();
+                if buf.is_empty() {
+                    break;
+                }
+                file.write_all_at(&buf, off).map_err(|e| io_err(&ctx, e))?;
+                off += buf.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Does a write at `off` continue the in-order overwrite (so the base can stay unfetched)?
+    fn continues(body: &Body, off: u64) -> bool {
+        match body {
+            Body::Staged { base: Some(b), .. } => off == b.prefix,
+            _ => true,
         }
     }
 
@@ -385,7 +423,14 @@ impl OpenFile {
     ) -> Result<u32> {
         let err = |e| io_err(&self.mount.ctx(path), e);
         let mut body = self.body.lock().await;
-        let f = self.writable_body(&mut body, path, cache_dir, true).await?;
+        self.writable_body(&mut body, cache_dir, true).await?;
+        if fh.append || !Self::continues(&body, off) {
+            self.fill_base(&mut body, path).await?;
+        }
+        let (Body::Native(f) | Body::Staged { file: f, .. }) = &*body else {
+            unreachable!("writable above")
+        };
+        let f = f.clone();
         let off = if fh.append {
             f.metadata().map_err(err)?.len()
         } else {
@@ -394,7 +439,10 @@ impl OpenFile {
         f.write_all_at(data, off).map_err(err)?;
         let end = off + data.len() as u64;
         self.size.fetch_max(end, Ordering::AcqRel);
-        if let Body::Staged { stream, .. } = &mut *body {
+        if let Body::Staged { stream, base, .. } = &mut *body {
+            if let Some(b) = base {
+                b.prefix = end;
+            }
             self.feed(stream, path, off, data).await;
         }
         Ok(data.len() as u32)
@@ -439,9 +487,11 @@ impl OpenFile {
     pub async fn truncate(&self, path: &str, cache_dir: &Path, size: u64) -> Result<()> {
         let ctx = self.mount.ctx(path);
         let mut body = self.body.lock().await;
-        let f = self
-            .writable_body(&mut body, path, cache_dir, size > 0)
-            .await?;
+        self.writable_body(&mut body, cache_dir, size > 0).await?;
+        self.fill_base(&mut body, path).await?;
+        let (Body::Native(f) | Body::Staged { file: f, .. }) = &*body else {
+            unreachable!("writable above")
+        };
         f.set_len(size).map_err(|e| io_err(&ctx, e))?;
         self.size.store(size, Ordering::Release);
         if let Body::Staged { stream, .. } = &mut *body {
@@ -467,6 +517,7 @@ impl OpenFile {
                 file,
                 dirty,
                 stream,
+                base,
             } => {
                 let Some(path) = path else {
                     stream.stop(&self.mount);
@@ -476,6 +527,17 @@ impl OpenFile {
                 if !*dirty {
                     return Ok(false);
                 }
+                if base.is_some_and(|b| b.prefix < b.old) {
+                    // the in-order overwrite stopped short of the old end: fetch the rest
+                    let mut whole = Body::Staged {
+                        file: file.clone(),
+                        dirty: true,
+                        stream: Stream::Off,
+                        base: base.take(),
+                    };
+                    self.fill_base(&mut whole, path).await?;
+                }
+                *base = None;
                 let size = file
                     .metadata()
                     .map_err(|e| io_err(&self.mount.ctx(path), e))?
@@ -629,6 +691,7 @@ impl<M> Handles<M> {
                                     file: Arc::new(t),
                                     dirty: true,
                                     stream: Stream::Unstarted,
+                                    base: None,
                                 },
                                 0,
                             )
