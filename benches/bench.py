@@ -275,17 +275,34 @@ def main():
                                  "small_create": raw["small_create"], "small_read": raw["small_read"],
                                  "ls_l_2000": raw["list_2000"]}
         if args.rss:
+            # peak RSS of a fresh daemon serving one mount while a 4 GiB file goes in and out
             big = os.path.join(w, "big4g")
-            run(["fallocate", "-l", "4G", big])
-            run(["dd", "if=/dev/urandom", f"of={big}", "bs=1M", "count=64", "conv=notrunc", "status=none"])
-            for name in ("g-local", "g-mem", "g-s3"):
-                d = dict(targets)[name]
-                before = rss_hwm(daemon.pid)
-                run(["cp", big, os.path.join(d, "big4g")])
-                run(["cp", os.path.join(d, "big4g"), "/dev/null"])
-                os.unlink(os.path.join(d, "big4g"))
-                results.setdefault(name, {})["rss_4g_mib"] = rss_hwm(daemon.pid)
-                print(f"# rss {name}: {before} -> {results[name]['rss_4g_mib']} MiB", file=sys.stderr)
+            run(["dd", "if=/dev/urandom", f"of={big}", "bs=1M", "count=4096", "status=none"])
+            mount_tables = {
+                "g-local": f'[[mount]]\nname = "x"\nprotocol = "local"\nroot_path = "{w}/rss-root"\ncreate = true\n',
+                "g-mem": '[[mount]]\nname = "x"\nprotocol = "memory"\n',
+                "g-s3": f'[[mount]]\nname = "x"\nprotocol = "s3"\nbucket = "genro"\nprefix = "rss"\nendpoint_url = "{endpoint}"\n'
+                        'access_key = "bench"\nsecret_key = "bench-secret"\n',
+            }
+            for name, table in mount_tables.items():
+                rcfg = os.path.join(w, f"rss-{name}.toml")
+                with open(rcfg, "w") as f:
+                    f.write(table)
+                rm = os.path.join(w, f"rss-{name}")
+                os.makedirs(rm)
+                d = subprocess.Popen([BIN, "mount", rm, "--config", rcfg], stderr=subprocess.DEVNULL)
+                wait_mounted(rm)
+                try:
+                    run(["cp", big, os.path.join(rm, "x", "big4g")])
+                    drop_caches()
+                    run(["cp", os.path.join(rm, "x", "big4g"), "/dev/null"])
+                    results.setdefault(name, {})["rss_4g_mib"] = rss_hwm(d.pid)
+                    os.unlink(os.path.join(rm, "x", "big4g"))
+                finally:
+                    umount(rm)
+                    d.send_signal(signal.SIGTERM)
+                    d.wait(timeout=60)
+                print(f"# rss {name}: {results[name]['rss_4g_mib']} MiB", file=sys.stderr, flush=True)
 
         cols = [c for c in ("native", "g-local", "g-mem", "rclone-local", "g-s3", "rclone-s3", "s3fs", "raw-s3") if c in results]
         print(f"Workload (tree: {nfiles} files; size {args.size_mib} MiB) | " + " | ".join(cols))

@@ -73,6 +73,16 @@ impl Error {
         }
     }
 
+    /// `context` is a directory where a file was expected.
+    pub fn is_a_directory(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::IsADirectory, context, "is a directory")
+    }
+
+    /// `context` is a file where a directory was expected.
+    pub fn not_a_directory(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotADirectory, context, "not a directory")
+    }
+
     /// A configuration error; `context` names the file, line, mount and key.
     pub fn config(context: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, context, message)

@@ -527,7 +527,7 @@ impl Fs {
         } else {
             if let Some(size) = set.size {
                 if current.kind == FileType::Directory {
-                    return Err(Error::new(ErrorKind::IsADirectory, ctx, "is a directory"));
+                    return Err(Error::is_a_directory(ctx));
                 }
                 self.truncate_object(ino, m, p, size, current.size).await?;
             }
@@ -602,11 +602,7 @@ impl Fs {
         let pt = self.target(parent)?;
         match self.meta(&pt).await? {
             Some(m) if m.kind == FileType::Directory => Ok(()),
-            Some(_) => Err(Error::new(
-                ErrorKind::NotADirectory,
-                self.ctx(&pt),
-                "not a directory",
-            )),
+            Some(_) => Err(Error::not_a_directory(self.ctx(&pt))),
             None => Err(not_found(self.ctx(&pt))),
         }
     }
@@ -678,11 +674,7 @@ impl Fs {
                 return Err(Error::new(ErrorKind::AlreadyExists, self.ctx(&t), "exists"))
             }
             Some(e) if e.kind == FileType::Directory => {
-                return Err(Error::new(
-                    ErrorKind::IsADirectory,
-                    self.ctx(&t),
-                    "is a directory",
-                ))
+                return Err(Error::is_a_directory(self.ctx(&t)))
             }
             Some(_) => {}
             None => {
@@ -723,18 +715,14 @@ impl Fs {
         new_file: bool,
     ) -> Result<Opened> {
         let Target::Path(m, p) = t else {
-            return Err(Error::new(ErrorKind::IsADirectory, "/", "is a directory"));
+            return Err(Error::is_a_directory("/"));
         };
         let size = if new_file {
             0
         } else {
             let meta = self.meta_required(t).await?;
             if meta.kind == FileType::Directory {
-                return Err(Error::new(
-                    ErrorKind::IsADirectory,
-                    self.ctx(t),
-                    "is a directory",
-                ));
+                return Err(Error::is_a_directory(self.ctx(t)));
             }
             meta.size
         };
@@ -967,11 +955,7 @@ impl Fs {
         let t = self.target(ino)?;
         let meta = self.meta_required(&t).await?;
         if meta.kind != FileType::Directory {
-            return Err(Error::new(
-                ErrorKind::NotADirectory,
-                self.ctx(&t),
-                "not a directory",
-            ));
+            return Err(Error::not_a_directory(self.ctx(&t)));
         }
         let parent_meta = match &t {
             Target::Path(m, p) if !p.is_empty() => self
@@ -1065,11 +1049,7 @@ impl Fs {
         self.check_remove(&t)?;
         let meta = self.meta_required(&t).await?;
         if meta.kind == FileType::Directory {
-            return Err(Error::new(
-                ErrorKind::IsADirectory,
-                self.ctx(&t),
-                "is a directory",
-            ));
+            return Err(Error::is_a_directory(self.ctx(&t)));
         }
         let Target::Path(m, p) = &t else {
             unreachable!()
@@ -1091,11 +1071,7 @@ impl Fs {
         self.cache.invalidate(&t);
         let meta = self.meta_required(&t).await?;
         if meta.kind != FileType::Directory {
-            return Err(Error::new(
-                ErrorKind::NotADirectory,
-                self.ctx(&t),
-                "not a directory",
-            ));
+            return Err(Error::not_a_directory(self.ctx(&t)));
         }
         let Target::Path(m, p) = &t else {
             unreachable!()
@@ -1230,20 +1206,8 @@ impl Fs {
             }
             let dst_dir = dst.kind == FileType::Directory;
             match (src_dir, dst_dir) {
-                (false, true) => {
-                    return Err(Error::new(
-                        ErrorKind::IsADirectory,
-                        self.ctx(to),
-                        "is a directory",
-                    ))
-                }
-                (true, false) => {
-                    return Err(Error::new(
-                        ErrorKind::NotADirectory,
-                        self.ctx(to),
-                        "not a directory",
-                    ))
-                }
+                (false, true) => return Err(Error::is_a_directory(self.ctx(to))),
+                (true, false) => return Err(Error::not_a_directory(self.ctx(to))),
                 (true, true) => {
                     if !mount.list(tp).await?.is_empty() {
                         return Err(Error::new(

@@ -114,11 +114,7 @@ impl AsyncNode {
     async fn require_file(&self) -> Result<Entry> {
         let e = self.mount.stat_required(&self.path).await?;
         if e.is_dir() {
-            return Err(Error::new(
-                ErrorKind::IsADirectory,
-                self.fullpath(),
-                "is a directory",
-            ));
+            return Err(Error::is_a_directory(self.fullpath()));
         }
         Ok(e)
     }
@@ -161,11 +157,7 @@ impl AsyncNode {
     async fn check_create(&self, as_dir: bool) -> Result<Option<Entry>> {
         let existing = self.stat().await?;
         if !as_dir && matches!(&existing, Some(e) if e.is_dir()) {
-            return Err(Error::new(
-                ErrorKind::IsADirectory,
-                self.fullpath(),
-                "is a directory",
-            ));
+            return Err(Error::is_a_directory(self.fullpath()));
         }
         if self.mount.is_memory() && existing.is_none() {
             let mut p = path::parent(&self.path);
@@ -225,11 +217,7 @@ impl AsyncNode {
     pub async fn list(&self) -> Result<Vec<AsyncNode>> {
         match self.stat().await? {
             None => Err(self.not_found()),
-            Some(e) if !e.is_dir() => Err(Error::new(
-                ErrorKind::NotADirectory,
-                self.fullpath(),
-                "not a directory",
-            )),
+            Some(e) if !e.is_dir() => Err(Error::not_a_directory(self.fullpath())),
             Some(_) => {
                 let mut names: Vec<String> = self
                     .mount
