@@ -664,10 +664,13 @@ impl Fs {
     ) -> Result<(u64, Meta, Opened)> {
         let t = self.child_mut(parent, name)?;
         self.check_change(&t)?;
-        self.parent_dir(parent).await?;
         let Target::Path(m, p) = t.clone() else {
             unreachable!()
         };
+        if let Some(host) = self.host(m, &p)? {
+            return self.create_local(t, &host, mode, umask, flags);
+        }
+        self.parent_dir(parent).await?;
         let mut new_file = false;
         match self.meta(&t).await? {
             Some(_) if flags & libc::O_EXCL != 0 => {
@@ -699,6 +702,55 @@ impl Fs {
         let fh = self.open_target(ino, &t, flags, new_file).await?;
         let meta = self.getattr(ino).await?;
         Ok((ino, meta, fh))
+    }
+
+    /// create(2) on a local mount is one open(2) of the host file: the host filesystem
+    /// checks the parent, O_EXCL and the type, and the descriptor it returns serves the handle.
+    fn create_local(
+        &self,
+        t: Target,
+        host: &Path,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Result<(u64, Meta, Opened)> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let Target::Path(m, _) = &t else {
+            unreachable!()
+        };
+        let mut o = std::fs::OpenOptions::new();
+        o.read(true)
+            .write(true)
+            .create(true)
+            .mode(mode & !umask & 0o7777)
+            .custom_flags(libc::O_NOFOLLOW);
+        if flags & libc::O_EXCL != 0 {
+            o.create_new(true);
+        }
+        if flags & libc::O_TRUNC != 0 {
+            o.truncate(true);
+        }
+        let file = o.open(host).map_err(|e| Error::from_io(self.ctx(&t), e))?;
+        let meta = local::meta(
+            &file
+                .metadata()
+                .map_err(|e| Error::from_io(self.ctx(&t), e))?,
+        );
+        let ino = self.inodes.lookup(t.clone());
+        let (fh, h) =
+            self.handles
+                .open_file_with(ino, self.mount(*m), file, flags & libc::O_APPEND != 0);
+        self.inodes.open(ino);
+        Ok((
+            ino,
+            meta,
+            Opened {
+                fh,
+                read_only: false,
+                no_flush: true,
+                passthrough: Some(h.file.clone()),
+            },
+        ))
     }
 
     /// Open a file.

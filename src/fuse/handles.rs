@@ -655,6 +655,51 @@ impl<M> Handles<M> {
             .collect()
     }
 
+    /// Open a handle on a local file just opened (or created) by the caller; when the inode
+    /// is open already, its shared descriptor serves and `file` is closed.
+    pub fn open_file_with(
+        &self,
+        ino: u64,
+        mount: &Arc<Mount>,
+        file: File,
+        append: bool,
+    ) -> (u64, Arc<FileHandle>) {
+        let shared = {
+            let mut open = lock(&self.open);
+            open.entry(ino)
+                .or_insert_with(|| {
+                    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    Arc::new(OpenFile::new(
+                        mount.clone(),
+                        Body::Native(Arc::new(file)),
+                        size,
+                    ))
+                })
+                .clone()
+        };
+        self.add_handle(ino, shared, true, append)
+    }
+
+    fn add_handle(
+        &self,
+        ino: u64,
+        file: Arc<OpenFile>,
+        writable: bool,
+        append: bool,
+    ) -> (u64, Arc<FileHandle>) {
+        file.handles.fetch_add(1, Ordering::AcqRel);
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        let h = Arc::new(FileHandle {
+            ino,
+            file,
+            writable,
+            append,
+            readahead: tokio::sync::Mutex::default(),
+        });
+        lock(&self.files).insert(fh, h.clone());
+        (fh, h)
+    }
+
     /// Open a handle on `ino`. `host` is the local file (local mounts), `size` the current
     /// size on object backends; `new_file` starts an object-backend file empty and dirty, so
     /// that its first upload happens at close.
@@ -704,17 +749,7 @@ impl<M> Handles<M> {
                 }
             }
         };
-        file.handles.fetch_add(1, Ordering::AcqRel);
-        let fh = self.next.fetch_add(1, Ordering::Relaxed);
-        let h = Arc::new(FileHandle {
-            ino,
-            file,
-            writable,
-            append,
-            readahead: tokio::sync::Mutex::default(),
-        });
-        lock(&self.files).insert(fh, h.clone());
-        Ok((fh, h))
+        Ok(self.add_handle(ino, file, writable, append))
     }
 
     /// A file handle.
