@@ -346,8 +346,7 @@ impl OpenFile {
         keep: bool,
     ) -> Result<&'a File> {
         if let Body::Remote = body {
-            let file = tempfile::tempfile_in(cache_dir)
-                .map_err(|e| Error::from_io(format!("cache dir {}", cache_dir.display()), e))?;
+            let file = staging_file(&self.mount, cache_dir)?;
             let size = self.size.load(Ordering::Acquire);
             let base = (keep && size > 0).then_some(Base {
                 old: size,
@@ -568,6 +567,22 @@ impl OpenFile {
     }
 }
 
+/// A private, unlinked file to stage a file being written: in the cache directory, or in
+/// RAM (memfd) for memory mounts, whose data lives in RAM anyway.
+fn staging_file(mount: &Mount, cache_dir: &Path) -> Result<File> {
+    if mount.is_memory() {
+        // SAFETY: a valid NUL-terminated name; the returned descriptor is owned by the File.
+        let fd = unsafe { libc::memfd_create(c"genro-staging".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd >= 0 {
+            use std::os::fd::FromRawFd;
+            // SAFETY: fd is a fresh descriptor that nothing else owns.
+            return Ok(unsafe { File::from_raw_fd(fd) });
+        }
+    }
+    tempfile::tempfile_in(cache_dir)
+        .map_err(|e| Error::from_io(format!("cache dir {}", cache_dir.display()), e))
+}
+
 /// Open a host file read-write where permitted (read-only otherwise), so that every handle
 /// of an inode shares one descriptor.
 fn open_shared(host: &Path) -> std::io::Result<File> {
@@ -728,9 +743,7 @@ impl<M> Handles<M> {
                             size,
                         ),
                         (None, Some(cache_dir)) => {
-                            let t = tempfile::tempfile_in(cache_dir).map_err(|e| {
-                                Error::from_io(format!("cache dir {}", cache_dir.display()), e)
-                            })?;
+                            let t = staging_file(mount, cache_dir)?;
                             (
                                 Body::Staged {
                                     file: Arc::new(t),
