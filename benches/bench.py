@@ -71,7 +71,7 @@ def median3(f):
     return vals[1]
 
 
-def workload(d, size_mib, tree_tar):
+def workload(d, size_mib, tree_tar, seq_only=False):
     """The workload on directory d; returns {name: value}. A step that fails is reported as
     missing, and the others still run."""
     r = {}
@@ -107,6 +107,8 @@ def workload(d, size_mib, tree_tar):
     step("par4_read", lambda: median3(par4))
     if os.path.exists(f):
         os.unlink(f)
+    if seq_only:
+        return r
     small = os.path.join(d, "small")
     block = os.urandom(4096)
 
@@ -263,7 +265,9 @@ def main():
             if only and name not in only:
                 continue
             print(f"# {name}", file=sys.stderr, flush=True)
-            results[name] = workload(d, args.size_mib, tree_tar)
+            # s3fs cannot mkdir on s3s-fs (no directory markers) and then hangs in `ls`:
+            # only its file phases run
+            results[name] = workload(d, args.size_mib, tree_tar, seq_only=(name == "s3fs"))
             print(f"# {name}: {results[name]}", file=sys.stderr, flush=True)
         if not only or "raw" in only:
             out = run([S3_RAW, endpoint, "raw"]).stdout
