@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::ops::Deref;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -129,6 +128,7 @@ pub struct OpenFile {
     /// Local mounts: the kernel's passthrough registration of the host file, shared by all
     /// handles of the inode and closed with its last one.
     pub backing: Mutex<Option<fuser::BackingId>>,
+    native: Option<Arc<File>>,
     /// Serialises staging, writes and uploads of this one file (an async lock; unrelated
     /// files never wait on each other).
     body: tokio::sync::Mutex<Body>,
@@ -182,6 +182,10 @@ impl OpenFile {
         OpenFile {
             mount,
             backing: Mutex::new(None),
+            native: match &body {
+                Body::Native(f) => Some(f.clone()),
+                _ => None,
+            },
             staged: std::sync::atomic::AtomicBool::new(matches!(body, Body::Staged { .. })),
             body: tokio::sync::Mutex::new(body),
             size: AtomicU64::new(size),
@@ -203,12 +207,11 @@ impl OpenFile {
         }
     }
 
-    /// The host file of a local mount, for kernel passthrough.
+    /// The host file of a local mount, for kernel passthrough. (Kept outside the body lock:
+    /// an open that found the lock busy and answered without passthrough while another handle
+    /// of the inode uses it would get EIO from the kernel.)
     pub fn native_file(&self) -> Option<Arc<File>> {
-        match self.body.try_lock().ok()?.deref() {
-            Body::Native(f) => Some(f.clone()),
-            _ => None,
-        }
+        self.native.clone()
     }
 
     /// Number of open handles.
