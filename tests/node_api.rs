@@ -297,12 +297,24 @@ async fn streamed_copy_64mib_to_local(k: Kind) {
         .await
         .unwrap();
     let n = b.node("huge.bin");
-    let mut w = n.writer().await.unwrap();
     let block: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
-    for _ in 0..64 {
-        w.write(block.clone()).await.unwrap();
+    // s3s-fs 0.14.1 now and then loses an upload id and answers AccessDenied to
+    // CompleteMultipartUpload (seen in about one run in ten, never on moto, which .ci/run also
+    // runs): there, and only there, the upload is tried a second time.
+    let attempts = if b.faithful() { 1 } else { 2 };
+    for attempt in 1..=attempts {
+        let mut w = n.writer().await.unwrap();
+        for _ in 0..64 {
+            w.write(block.clone()).await.unwrap();
+        }
+        match w.close().await {
+            Ok(()) => break,
+            Err(e) if attempt < attempts && e.to_string().contains("CompleteMultipartUpload") => {
+                eprintln!("s3s-fs refused CompleteMultipartUpload, trying again: {e}");
+            }
+            Err(e) => panic!("{e}"),
+        }
     }
-    w.close().await.unwrap();
     let dest = b.storage.node("dest:huge.bin").unwrap();
     n.copy(&dest).await.unwrap();
     let got = std::fs::read(tmp.path().join("huge.bin")).unwrap();
