@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use genro_storage::fuse::{parse_mode, DaemonOptions};
+use genro_storage::fuse::{parse_mode, parse_secs, DaemonOptions};
 use genro_storage::Config;
 
 #[derive(Parser)]
@@ -67,11 +67,9 @@ enum Command {
 }
 
 fn secs(v: Option<f64>, flag: &str) -> Result<Option<Duration>, String> {
-    match v {
-        None => Ok(None),
-        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-        Some(s) => Err(format!("--{flag}: {s} is not a number of seconds")),
-    }
+    v.map(parse_secs)
+        .transpose()
+        .map_err(|e| format!("--{flag}: {e}"))
 }
 
 fn main() -> ExitCode {

@@ -74,11 +74,7 @@ impl<V: Clone> AttrCache<V> {
 
     /// Forget a path and everything below it (rename or delete of a directory).
     pub fn invalidate_tree(&self, mount: usize, path: &str) {
-        let prefix = format!("{path}/");
-        self.lock().retain(|k, _| match k {
-            Target::Path(m, p) => !(*m == mount && (p == path || p.starts_with(&prefix))),
-            Target::Root => true,
-        });
+        self.lock().retain(|k, _| !k.is_within(mount, path));
     }
 
     /// Forget everything.

@@ -1083,15 +1083,8 @@ impl Fs {
         self.inodes.unlink(t);
         if let Target::Path(m, p) = t {
             self.cache.invalidate_tree(*m, p);
-            let prefix = format!("{p}/");
-            self.lock_dirs().retain(|k| match k {
-                Target::Path(km, kp) => !(km == m && (kp == p || kp.starts_with(&prefix))),
-                Target::Root => true,
-            });
-            self.lock_overlay().retain(|k, _| match k {
-                Target::Path(km, kp) => !(km == m && (kp == p || kp.starts_with(&prefix))),
-                Target::Root => true,
-            });
+            self.lock_dirs().retain(|k| !k.is_within(*m, p));
+            self.lock_overlay().retain(|k, _| !k.is_within(*m, p));
         }
     }
 
@@ -1195,11 +1188,10 @@ impl Fs {
             return Ok(());
         }
         self.inodes.rename(m, fp, tp);
-        let prefix = format!("{fp}/");
         let mut ov = self.lock_overlay();
         let moved: Vec<(Target, Overlay)> = ov
             .iter()
-            .filter(|(k, _)| matches!(k, Target::Path(km, kp) if *km == m && (kp == fp || kp.starts_with(&prefix))))
+            .filter(|(k, _)| k.is_within(m, fp))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (k, v) in moved {
@@ -1212,7 +1204,7 @@ impl Fs {
         let mut dirs = self.lock_dirs();
         let moved: Vec<Target> = dirs
             .iter()
-            .filter(|k| matches!(k, Target::Path(km, kp) if *km == m && (kp == fp || kp.starts_with(&prefix))))
+            .filter(|k| k.is_within(m, fp))
             .cloned()
             .collect();
         for k in moved {
@@ -1275,10 +1267,8 @@ impl Fs {
         }
         // Dirty data of open files below the source reaches the backend before the copy.
         for (ino, f) in self.handles.all_open() {
-            if let Some(Target::Path(om, op)) = self.inodes.target(ino) {
-                if om == m && (op == fp || op.starts_with(&format!("{fp}/"))) {
-                    self.upload(ino, &f, false).await?;
-                }
+            if self.inodes.target(ino).is_some_and(|t| t.is_within(m, fp)) {
+                self.upload(ino, &f, false).await?;
             }
         }
         if src_dir && mount.stat(fp).await?.is_none() {

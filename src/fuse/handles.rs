@@ -808,17 +808,6 @@ impl<M> Handles<M> {
         fh
     }
 
-    /// Replace a directory handle's listing (rewinddir).
-    pub fn refresh_dir(&self, fh: u64, ino: u64, entries: Vec<DirEntry<M>>) {
-        lock(&self.dirs).insert(
-            fh,
-            Arc::new(DirHandle {
-                ino,
-                entries: Arc::new(entries),
-            }),
-        );
-    }
-
     /// A directory handle.
     pub fn dir(&self, fh: u64) -> Result<Arc<DirHandle<M>>> {
         lock(&self.dirs).get(&fh).cloned().ok_or_else(|| {

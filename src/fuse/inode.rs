@@ -19,6 +19,21 @@ pub enum Target {
     Path(usize, String),
 }
 
+impl Target {
+    /// Is this `path` on `mount`, or below it?
+    pub fn is_within(&self, mount: usize, path: &str) -> bool {
+        match self {
+            Target::Path(m, p) => {
+                *m == mount
+                    && (path.is_empty()
+                        || p == path
+                        || (p.starts_with(path) && p.as_bytes().get(path.len()) == Some(&b'/')))
+            }
+            Target::Root => false,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     /// None once unlinked (the inode stays until forgotten).
@@ -179,14 +194,10 @@ impl Inodes {
                 s.target = None;
             }
         }
-        let prefix = format!("{from}/");
         let moved: Vec<(Target, u64)> = t
             .by_target
             .iter()
-            .filter(|(k, _)| match k {
-                Target::Path(m, p) => *m == mount && (p == from || p.starts_with(&prefix)),
-                Target::Root => false,
-            })
+            .filter(|(k, _)| k.is_within(mount, from))
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         for (old, ino) in moved {
@@ -259,6 +270,16 @@ mod tests {
         assert_eq!(t.target(other), Some(p("dx")));
         assert_eq!(t.target(victim), None);
         assert_eq!(t.peek(&p("e/f")), Some(f));
+    }
+
+    #[test]
+    fn is_within_matches_the_path_and_below_only() {
+        assert!(p("d").is_within(0, "d"));
+        assert!(p("d/x").is_within(0, "d"));
+        assert!(!p("dx").is_within(0, "d"));
+        assert!(!p("d").is_within(1, "d"));
+        assert!(p("anything").is_within(0, ""));
+        assert!(!Target::Root.is_within(0, ""));
     }
 
     #[test]

@@ -49,6 +49,15 @@ pub struct DaemonOptions {
     pub options: Vec<String>,
 }
 
+/// A TTL in seconds: finite and not negative.
+pub fn parse_secs(v: f64) -> std::result::Result<Duration, String> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!("{v} is not a number of seconds"))
+    }
+}
+
 /// Parse an octal mode such as `0644` or `644`.
 pub fn parse_mode(s: &str) -> std::result::Result<u16, String> {
     let t = s.trim_start_matches("0o");
@@ -76,13 +85,7 @@ impl DaemonOptions {
                 self.dir_mode = Some(parse_mode(m).map_err(|e| cfg("dir_mode", e))?);
             }
         }
-        let secs = |k: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(Duration::from_secs_f64(v))
-            } else {
-                Err(cfg(k, format!("{v} is not a number of seconds")))
-            }
-        };
+        let secs = |k: &str, v: f64| parse_secs(v).map_err(|e| cfg(k, e));
         if self.attr_ttl.is_none() {
             if let Some(v) = f.attr_ttl {
                 self.attr_ttl = Some(secs("attr_ttl", v)?);

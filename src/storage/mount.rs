@@ -1,7 +1,7 @@
 //! One mount: its `opendal::Operator` (built here, the backend factory) and the primitive
 //! operations on normalised paths, with every opendal trap handled once.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -231,21 +231,6 @@ impl Mount {
             }
         }
         Ok(())
-    }
-
-    /// Host path of a local mount's entry, checked to stay inside the root.
-    pub fn host_path(&self, path: &str) -> Result<Option<PathBuf>> {
-        match self.local_root() {
-            None => Ok(None),
-            Some(root) => {
-                self.check_inside(path)?;
-                Ok(Some(if path.is_empty() {
-                    root.to_path_buf()
-                } else {
-                    root.join(path)
-                }))
-            }
-        }
     }
 
     fn entry_of(&self, meta: &Metadata) -> Entry {
