@@ -1,6 +1,7 @@
 //! Configuration: `mounts.toml` parsed raw, then validated once into a typed [`Config`].
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::{Spanned, Table, Value};
@@ -73,8 +74,18 @@ pub enum Backend {
         access_key: Option<String>,
         /// Secret key; otherwise the usual AWS environment variables.
         secret_key: Option<String>,
+        /// Deadline of one request attempt (default 30 s); a dead or hung server fails an
+        /// operation after at most `(retries + 1) × timeout` plus the backoff (≤ 2 s each).
+        timeout: Duration,
+        /// Retries of a failed request, with exponential backoff and jitter (default 3).
+        retries: usize,
     },
 }
+
+/// Default deadline of one S3 request attempt.
+pub const DEFAULT_S3_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of retries of a failed S3 request.
+pub const DEFAULT_S3_RETRIES: usize = 3;
 
 impl Backend {
     /// The config spelling of the protocol.
@@ -127,6 +138,8 @@ impl MountConfig {
                 endpoint_url: None,
                 access_key: None,
                 secret_key: None,
+                timeout: DEFAULT_S3_TIMEOUT,
+                retries: DEFAULT_S3_RETRIES,
             },
         )
     }
@@ -181,6 +194,20 @@ impl MountConfig {
     pub fn secret_key(mut self, v: impl Into<String>) -> Self {
         if let Backend::S3 { secret_key, .. } = &mut self.backend {
             *secret_key = Some(v.into());
+        }
+        self
+    }
+    /// S3: deadline of one request attempt.
+    pub fn timeout(mut self, v: Duration) -> Self {
+        if let Backend::S3 { timeout, .. } = &mut self.backend {
+            *timeout = v;
+        }
+        self
+    }
+    /// S3: retries of a failed request.
+    pub fn retries(mut self, v: usize) -> Self {
+        if let Backend::S3 { retries, .. } = &mut self.backend {
+            *retries = v;
         }
         self
     }
@@ -342,6 +369,8 @@ const S3_KEYS: &[&str] = &[
     "endpoint_url",
     "access_key",
     "secret_key",
+    "timeout",
+    "retries",
 ];
 
 impl Config {
@@ -554,6 +583,38 @@ fn parse_mount(
             endpoint_url: string("endpoint_url")?,
             access_key: string("access_key")?,
             secret_key: string("secret_key")?,
+            timeout: match t.get("timeout") {
+                None => DEFAULT_S3_TIMEOUT,
+                Some(v) => {
+                    let secs = match v {
+                        Value::Integer(i) => *i as f64,
+                        Value::Float(f) => *f,
+                        v => {
+                            return Err(Error::config(
+                                who("timeout"),
+                                format!("expected seconds (a number), found {}", v.type_str()),
+                            ))
+                        }
+                    };
+                    if !(secs > 0.0 && secs <= 3600.0) {
+                        return Err(Error::config(
+                            who("timeout"),
+                            format!("{secs} is out of range (seconds, above 0 and at most 3600)"),
+                        ));
+                    }
+                    Duration::from_secs_f64(secs)
+                }
+            },
+            retries: match t.get("retries") {
+                None => DEFAULT_S3_RETRIES,
+                Some(Value::Integer(i)) if (0..=20).contains(i) => *i as usize,
+                Some(v) => {
+                    return Err(Error::config(
+                        who("retries"),
+                        format!("expected a whole number from 0 to 20, found {v}"),
+                    ))
+                }
+            },
         },
     };
     Ok(MountConfig {

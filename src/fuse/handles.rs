@@ -379,10 +379,17 @@ impl OpenFile {
     /// Fetch the object's bytes that the staged copy still lacks: everything past what was
     /// written in order from offset 0. After this the staged copy is the whole file.
     async fn fill_base(&self, body: &mut Body, path: &str) -> Result<()> {
-        let Body::Staged { file, base, .. } = body else {
-            return Ok(());
-        };
-        let Some(Base { old, prefix }) = base.take() else {
+        match body {
+            Body::Staged { file, base, .. } => self.fetch_base(file, base, path).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// [`OpenFile::fill_base`] on the parts of a staged body. `base` is cleared only once
+    /// every byte arrived: after a failure the next flush fetches again, and never uploads
+    /// the staged prefix alone in place of the whole object.
+    async fn fetch_base(&self, file: &File, base: &mut Option<Base>, path: &str) -> Result<()> {
+        let Some(Base { old, prefix }) = *base else {
             return Ok(());
         };
         let ctx = self.mount.ctx(path);
@@ -403,6 +410,7 @@ impl OpenFile {
                 off += buf.len() as u64;
             }
         }
+        *base = None;
         Ok(())
     }
 
@@ -529,17 +537,8 @@ impl OpenFile {
                 if !*dirty {
                     return Ok(false);
                 }
-                if base.is_some_and(|b| b.prefix < b.old) {
-                    // the in-order overwrite stopped short of the old end: fetch the rest
-                    let mut whole = Body::Staged {
-                        file: file.clone(),
-                        dirty: true,
-                        stream: Stream::Off,
-                        base: base.take(),
-                    };
-                    self.fill_base(&mut whole, path).await?;
-                }
-                *base = None;
+                // an in-order overwrite that stopped short of the old end: fetch the rest
+                self.fetch_base(file, base, path).await?;
                 let size = file
                     .metadata()
                     .map_err(|e| io_err(&self.mount.ctx(path), e))?

@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{services, Capability, EntryMode, Metadata, Operator};
 
-use crate::config::{Backend, MountConfig, Permissions};
+use crate::config::{Backend, MountConfig, Permissions, DEFAULT_S3_RETRIES, DEFAULT_S3_TIMEOUT};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::path;
 
@@ -70,6 +70,12 @@ impl Mount {
     /// Build the operator for a validated mount config.
     pub fn new(config: MountConfig) -> Result<Arc<Mount>> {
         let who = format!("mount \"{}\"", config.name);
+        let (timeout, retries) = match &config.backend {
+            Backend::S3 {
+                timeout, retries, ..
+            } => (*timeout, *retries),
+            _ => (DEFAULT_S3_TIMEOUT * 4, DEFAULT_S3_RETRIES),
+        };
         let op = match &config.backend {
             Backend::Local { root, .. } => {
                 let root = root.to_str().ok_or_else(|| {
@@ -85,6 +91,7 @@ impl Mount {
                 endpoint_url,
                 access_key,
                 secret_key,
+                ..
             } => {
                 opendal::install_default();
                 let mut b = services::S3::default()
@@ -109,12 +116,12 @@ impl Mount {
         .map_err(|e| Error::from_opendal(who.clone(), e).with_context(who.clone()))?
         .layer(
             TimeoutLayer::new()
-                .with_timeout(Duration::from_secs(120))
-                .with_io_timeout(Duration::from_secs(30)),
+                .with_timeout(timeout)
+                .with_io_timeout(timeout),
         )
         .layer(
             RetryLayer::new()
-                .with_max_times(3)
+                .with_max_times(retries)
                 .with_min_delay(Duration::from_millis(50))
                 .with_max_delay(Duration::from_secs(2))
                 .with_jitter(),
@@ -313,6 +320,8 @@ impl Mount {
             Ok(m) => Ok(Some(self.entry_of(&m))),
             Err(_) if matches!(is_dir, Ok(true)) => Ok(Some(self.dir_entry())),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => is_dir.map(|_| None),
+            // Both failed: the server is unreachable or failing; no third request.
+            Err(e) if is_dir.is_err() => Err(self.err(path, e)),
             // Some servers (s3s-fs) fail a HEAD of what was once a prefix. A LIST is
             // authoritative: when it does not show the key, the key does not exist. When it
             // does, the HEAD's error is real and reported as it is.

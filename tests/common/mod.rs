@@ -215,9 +215,14 @@ fn toml_mount(c: &MountConfig) -> String {
             endpoint_url,
             access_key,
             secret_key,
+            timeout,
+            retries,
             ..
         } => {
-            s += &format!("protocol = \"s3\"\nbucket = \"{bucket}\"\n");
+            s += &format!(
+                "protocol = \"s3\"\nbucket = \"{bucket}\"\ntimeout = {}\nretries = {retries}\n",
+                timeout.as_secs_f64()
+            );
             for (k, v) in [
                 ("prefix", prefix),
                 ("endpoint_url", endpoint_url),
@@ -262,7 +267,10 @@ impl Daemon {
             .arg("--config")
             .arg(&cfg)
             .args(flags)
-            .env("RUST_LOG", "warn,fuser=error")
+            .env(
+                "RUST_LOG",
+                std::env::var("GENRO_TEST_LOG").unwrap_or("warn,fuser=error".into()),
+            )
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start genro-storage");
@@ -386,4 +394,136 @@ pub fn is_mounted(p: &std::path::Path) -> bool {
         .unwrap_or_default()
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(want))
+}
+
+/// A TCP proxy in front of the S3 server that a test can cut (`down`: connections reset and
+/// new ones closed at once), stall (`hang`: connections accepted, nothing forwarded) and
+/// restore (`up`). It stands for a server that dies, hangs or comes back.
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    state: std::sync::Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    /// 0 up, 1 down, 2 hang.
+    mode: std::sync::atomic::AtomicU8,
+    conns: std::sync::Mutex<Vec<TcpStream>>,
+}
+
+const UP: u8 = 0;
+const DOWN: u8 = 1;
+const HANG: u8 = 2;
+
+impl FaultProxy {
+    /// A proxy to the tests' S3 server.
+    pub fn start() -> FaultProxy {
+        let upstream: SocketAddr = s3_endpoint()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = std::sync::Arc::new(ProxyState::default());
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                match st.mode.load(Ordering::SeqCst) {
+                    DOWN => drop(client),
+                    HANG => st.conns.lock().unwrap().push(client),
+                    _ => {
+                        let Ok(server) = TcpStream::connect(upstream) else {
+                            continue;
+                        };
+                        let _ = client.set_nodelay(true);
+                        let _ = server.set_nodelay(true);
+                        {
+                            let mut conns = st.conns.lock().unwrap();
+                            conns.push(client.try_clone().unwrap());
+                            conns.push(server.try_clone().unwrap());
+                        }
+                        for (from, to) in [
+                            (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                            (server, client),
+                        ] {
+                            let st = st.clone();
+                            std::thread::spawn(move || pump(from, to, &st));
+                        }
+                    }
+                }
+            }
+        });
+        FaultProxy { addr, state }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn cut_all(&self) {
+        for c in self.state.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// The server dies: every connection is reset, new ones are closed at once.
+    pub fn down(&self) {
+        self.state.mode.store(DOWN, Ordering::SeqCst);
+        self.cut_all();
+    }
+
+    /// The server hangs: connections stay open and nothing more is forwarded.
+    pub fn hang(&self) {
+        self.state.mode.store(HANG, Ordering::SeqCst);
+    }
+
+    /// The server is back; connections held by `hang` are reset.
+    pub fn up(&self) {
+        let was = self.state.mode.swap(UP, Ordering::SeqCst);
+        if was == HANG {
+            self.cut_all();
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, st: &ProxyState) {
+    let _ = from.set_read_timeout(Some(std::time::Duration::from_millis(50)));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match st.mode.load(Ordering::SeqCst) {
+            DOWN => break,
+            HANG => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
+            _ => {}
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                while st.mode.load(Ordering::SeqCst) == HANG {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                if st.mode.load(Ordering::SeqCst) == DOWN || to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+    let _ = from.shutdown(std::net::Shutdown::Read);
 }
