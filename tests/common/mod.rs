@@ -527,3 +527,23 @@ fn pump(mut from: TcpStream, mut to: TcpStream, st: &ProxyState) {
     let _ = to.shutdown(std::net::Shutdown::Write);
     let _ = from.shutdown(std::net::Shutdown::Read);
 }
+
+/// xorshift64*: small, seedable, good enough to pick operations.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// `GENRO_LONG=1`: the soak mode of the model, fsx and concurrency tests.
+pub fn long_mode() -> bool {
+    std::env::var("GENRO_LONG").is_ok_and(|v| !v.is_empty() && v != "0")
+}
