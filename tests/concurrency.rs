@@ -63,7 +63,7 @@ fn run(kind: Kind) {
 
 /// One worker: its own directory with a model of it, and racing operations in `shared`.
 fn worker(d: &Daemon, w: u64, until: Instant) -> (u64, usize) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w + 1) * 0x1000_0001);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((w + 1) * 0x1000_0001));
     let dir = d.path(&format!("w{w}"));
     fs::create_dir(&dir).unwrap();
     let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
