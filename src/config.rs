@@ -396,8 +396,8 @@ impl Config {
     pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
-            let msg = e.message().trim().to_string();
-            Error::config(at(origin, line), msg)
+            let msg = e.message().trim().replace('\n', "; ");
+            Error::config(at(origin, line).trim_end_matches(": "), msg)
         })?;
         let mut mounts: Vec<MountConfig> = Vec::new();
         for (i, table) in raw.mount.iter().enumerate() {

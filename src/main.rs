@@ -96,8 +96,8 @@ fn main() -> ExitCode {
             cache_dir,
             threads,
             options,
-        } => (|| -> Result<(), String> {
-            let cfg = Config::from_file(&config).map_err(|e| e.to_string())?;
+        } => (|| -> Result<(), Failure> {
+            let cfg = Config::from_file(&config).map_err(Failure::Usage)?;
             let opts = DaemonOptions {
                 read_only,
                 allow_other,
@@ -105,20 +105,39 @@ fn main() -> ExitCode {
                 gid,
                 file_mode,
                 dir_mode,
-                attr_ttl: secs(attr_ttl, "attr-ttl")?,
-                negative_ttl: secs(negative_ttl, "negative-ttl")?,
+                attr_ttl: secs(attr_ttl, "attr-ttl").map_err(Failure::Flag)?,
+                negative_ttl: secs(negative_ttl, "negative-ttl").map_err(Failure::Flag)?,
                 cache_dir,
                 threads,
                 options,
             };
-            genro_storage::fuse::run(&cfg, &mountpoint, opts).map_err(|e| e.to_string())
+            genro_storage::fuse::run(&cfg, &mountpoint, opts).map_err(Failure::Failed)
         })(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Failure::Usage(e)) => {
             eprintln!("genro-storage: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
+        }
+        Err(Failure::Flag(e)) => {
+            eprintln!("genro-storage: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(e)) => {
+            eprintln!("genro-storage: {e}");
+            ExitCode::from(if e.kind() == genro_storage::ErrorKind::Config {
+                2
+            } else {
+                1
+            })
         }
     }
+}
+
+/// Why the command failed: exit status 2 for bad usage or config, 1 for a failed operation.
+enum Failure {
+    Usage(genro_storage::Error),
+    Flag(String),
+    Failed(genro_storage::Error),
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use fuser::FileType;
 use genro_storage::fuse::fs::{SetAttr, TimeSet};
 use genro_storage::fuse::inode::ROOT;
-use genro_storage::fuse::{Fs, FsOptions};
+use genro_storage::fuse::{Caller, Fs, FsOptions};
 use genro_storage::{Mount, MountConfig, Permissions};
 
 fn fs_with(opts: FsOptions) -> Fs {
@@ -33,7 +33,10 @@ async fn mount_ino(fs: &Fs, name: &str) -> u64 {
 }
 
 async fn write_file(fs: &Fs, dir: u64, name: &str, data: &[u8]) -> u64 {
-    let (ino, _, o) = fs.create(dir, n(name), 0o644, 0o022, CREATE).await.unwrap();
+    let (ino, _, o) = fs
+        .create(dir, n(name), 0o644, 0o022, CREATE, Caller::daemon())
+        .await
+        .unwrap();
     let fh = o.fh;
     assert_eq!(
         fs.write(ino, fh, 0, data).await.unwrap() as usize,
@@ -74,7 +77,10 @@ async fn names(fs: &Fs, dir: u64) -> Vec<String> {
 async fn root_lists_mounts_and_refuses_changes() {
     let fs = fs();
     assert_eq!(names(&fs, ROOT).await, [".", "..", "m", "n", "ro"]);
-    let e = fs.mkdir(ROOT, n("x"), 0o755, 0).await.unwrap_err();
+    let e = fs
+        .mkdir(ROOT, n("x"), 0o755, 0, Caller::daemon())
+        .await
+        .unwrap_err();
     assert_eq!(e.errno(), libc::EACCES);
     let e = fs.lookup(ROOT, n("nope")).await.unwrap_err();
     assert_eq!(e.errno(), libc::ENOENT);
@@ -100,7 +106,10 @@ async fn write_read_and_attributes() {
 async fn offsets_are_stable_and_readdir_resumes() {
     let fs = fs();
     let m = mount_ino(&fs, "m").await;
-    let (d, _) = fs.mkdir(m, n("big"), 0o755, 0).await.unwrap();
+    let (d, _) = fs
+        .mkdir(m, n("big"), 0o755, 0, Caller::daemon())
+        .await
+        .unwrap();
     for i in 0..300 {
         write_file(&fs, d, &format!("f{i:03}"), b"").await;
     }
@@ -119,7 +128,7 @@ async fn errors_have_the_right_errno() {
     let m = mount_ino(&fs, "m").await;
     write_file(&fs, m, "f", b"x").await;
     let e = fs
-        .create(m, n("f"), 0o644, 0, CREATE | libc::O_EXCL)
+        .create(m, n("f"), 0o644, 0, CREATE | libc::O_EXCL, Caller::daemon())
         .await
         .unwrap_err();
     assert_eq!(e.errno(), libc::EEXIST);
@@ -127,7 +136,10 @@ async fn errors_have_the_right_errno() {
         fs.unlink(m, n("missing")).await.unwrap_err().errno(),
         libc::ENOENT
     );
-    let (d, _) = fs.mkdir(m, n("d"), 0o755, 0).await.unwrap();
+    let (d, _) = fs
+        .mkdir(m, n("d"), 0o755, 0, Caller::daemon())
+        .await
+        .unwrap();
     write_file(&fs, d, "x", b"").await;
     assert_eq!(
         fs.rmdir(m, n("d")).await.unwrap_err().errno(),
@@ -142,7 +154,10 @@ async fn errors_have_the_right_errno() {
         libc::ENOTDIR
     );
     assert_eq!(
-        fs.mkdir(m, n("f"), 0o755, 0).await.unwrap_err().errno(),
+        fs.mkdir(m, n("f"), 0o755, 0, Caller::daemon())
+            .await
+            .unwrap_err()
+            .errno(),
         libc::EEXIST
     );
     let long = "x".repeat(256);
@@ -158,12 +173,15 @@ async fn errors_have_the_right_errno() {
     let e = fs.rename(m, n("f"), nm, n("f"), 0).await.unwrap_err();
     assert_eq!(e.errno(), libc::EXDEV);
     let e = fs
-        .symlink(m, n("l"), std::path::Path::new("f"))
+        .symlink(m, n("l"), std::path::Path::new("f"), Caller::daemon())
         .await
         .unwrap_err();
     assert_eq!(e.errno(), libc::EPERM);
     let ro = mount_ino(&fs, "ro").await;
-    let e = fs.create(ro, n("x"), 0o644, 0, CREATE).await.unwrap_err();
+    let e = fs
+        .create(ro, n("x"), 0o644, 0, CREATE, Caller::daemon())
+        .await
+        .unwrap_err();
     assert_eq!(e.errno(), libc::EROFS);
 }
 
@@ -172,7 +190,14 @@ async fn o_creat_rdonly_creates_an_empty_file() {
     let fs = fs();
     let m = mount_ino(&fs, "m").await;
     let (ino, attr, o) = fs
-        .create(m, n("e"), 0o600, 0, libc::O_CREAT | libc::O_RDONLY)
+        .create(
+            m,
+            n("e"),
+            0o600,
+            0,
+            libc::O_CREAT | libc::O_RDONLY,
+            Caller::daemon(),
+        )
         .await
         .unwrap();
     let fh = o.fh;
@@ -185,7 +210,10 @@ async fn o_creat_rdonly_creates_an_empty_file() {
 async fn rename_files_and_trees_keep_inodes() {
     let fs = fs();
     let m = mount_ino(&fs, "m").await;
-    let (d, _) = fs.mkdir(m, n("d"), 0o755, 0).await.unwrap();
+    let (d, _) = fs
+        .mkdir(m, n("d"), 0o755, 0, Caller::daemon())
+        .await
+        .unwrap();
     let f = write_file(&fs, d, "f", b"data").await;
     write_file(&fs, m, "victim", b"old").await;
     fs.rename(d, n("f"), m, n("victim"), 0).await.unwrap();
@@ -205,7 +233,10 @@ async fn rename_files_and_trees_keep_inodes() {
         .await
         .unwrap_err();
     assert_eq!(e2.errno(), libc::EEXIST);
-    let (sub, _) = fs.mkdir(e, n("sub"), 0o755, 0).await.unwrap();
+    let (sub, _) = fs
+        .mkdir(e, n("sub"), 0o755, 0, Caller::daemon())
+        .await
+        .unwrap();
     let e3 = fs.rename(m, n("e"), sub, n("inside"), 0).await.unwrap_err();
     assert_eq!(e3.errno(), libc::EINVAL);
 }
@@ -214,7 +245,10 @@ async fn rename_files_and_trees_keep_inodes() {
 async fn handles_share_state_and_upload_on_flush() {
     let fs = fs();
     let m = mount_ino(&fs, "m").await;
-    let (ino, _, w) = fs.create(m, n("s"), 0o644, 0, CREATE).await.unwrap();
+    let (ino, _, w) = fs
+        .create(m, n("s"), 0o644, 0, CREATE, Caller::daemon())
+        .await
+        .unwrap();
     let w = w.fh;
     fs.write(ino, w, 0, b"hello").await.unwrap();
     let r = fs.open(ino, libc::O_RDONLY).await.unwrap().fh;
@@ -274,7 +308,10 @@ async fn setattr_truncates_and_keeps_modes_and_times() {
 async fn unlinked_open_file_is_not_resurrected() {
     let fs = fs();
     let m = mount_ino(&fs, "m").await;
-    let (ino, _, fh) = fs.create(m, n("gone"), 0o644, 0, CREATE).await.unwrap();
+    let (ino, _, fh) = fs
+        .create(m, n("gone"), 0o644, 0, CREATE, Caller::daemon())
+        .await
+        .unwrap();
     let fh = fh.fh;
     fs.write(ino, fh, 0, b"data").await.unwrap();
     fs.unlink(m, n("gone")).await.unwrap();
@@ -300,8 +337,13 @@ async fn forget_bounds_the_inode_table() {
 async fn empty_directories_exist_and_vanish_with_rmdir() {
     let fs = fs();
     let m = mount_ino(&fs, "m").await;
-    let (a, _) = fs.mkdir(m, n("a"), 0o700, 0).await.unwrap();
-    fs.mkdir(a, n("b"), 0o755, 0).await.unwrap();
+    let (a, _) = fs
+        .mkdir(m, n("a"), 0o700, 0, Caller::daemon())
+        .await
+        .unwrap();
+    fs.mkdir(a, n("b"), 0o755, 0, Caller::daemon())
+        .await
+        .unwrap();
     assert_eq!(names(&fs, a).await, [".", "..", "b"]);
     assert_eq!(fs.getattr(a).await.unwrap().perm, 0o700);
     fs.rmdir(a, n("b")).await.unwrap();
@@ -318,14 +360,17 @@ async fn read_only_option_refuses_every_change() {
     });
     let m = mount_ino(&fs, "m").await;
     assert_eq!(
-        fs.create(m, n("x"), 0o644, 0, CREATE)
+        fs.create(m, n("x"), 0o644, 0, CREATE, Caller::daemon())
             .await
             .unwrap_err()
             .errno(),
         libc::EROFS
     );
     assert_eq!(
-        fs.mkdir(m, n("x"), 0o755, 0).await.unwrap_err().errno(),
+        fs.mkdir(m, n("x"), 0o755, 0, Caller::daemon())
+            .await
+            .unwrap_err()
+            .errno(),
         libc::EROFS
     );
 }

@@ -16,7 +16,7 @@ use fuser::{
 };
 
 use crate::error::Error;
-use crate::fuse::fs::{Fs, Opened, SetAttr, TimeSet};
+use crate::fuse::fs::{Caller, Fs, Opened, SetAttr, TimeSet};
 
 /// The bridge between the kernel and [`Fs`].
 pub struct Adapter {
@@ -38,21 +38,33 @@ impl Adapter {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        // A panic inside a request drops its reply, which answers EIO; the daemon goes on
-        // (tokio catches it in spawned tasks, catch_unwind on the FUSE threads).
-        let fut = std::panic::AssertUnwindSafe(f(self.fs.clone())).catch_unwind();
-        tracing::trace!(op, ino = ino.0, "request");
-        if self.fs.serves_inline(ino.0) {
-            if self.rt.block_on(fut).is_err() {
-                tracing::error!(op, ino = ino.0, "request panicked; answered EIO");
-            }
-        } else {
-            self.rt.spawn(async move {
-                if fut.await.is_err() {
-                    tracing::error!(op, "request panicked; answered EIO");
-                }
-            });
+        run_caught(
+            &self.rt,
+            self.fs.serves_inline(ino.0),
+            op,
+            f(self.fs.clone()),
+        );
+    }
+}
+
+/// Run a request's future inline (blocking this thread) or on the runtime. A panic inside
+/// it drops its reply, which answers EIO (fuser's reply does so on drop); it is logged and
+/// the daemon goes on.
+fn run_caught<F>(rt: &tokio::runtime::Handle, inline: bool, op: &'static str, f: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let fut = std::panic::AssertUnwindSafe(f).catch_unwind();
+    if inline {
+        if rt.block_on(fut).is_err() {
+            tracing::error!(op, "request panicked; answered EIO");
         }
+    } else {
+        rt.spawn(async move {
+            if fut.await.is_err() {
+                tracing::error!(op, "request panicked; answered EIO");
+            }
+        });
     }
 }
 
@@ -207,16 +219,16 @@ impl Filesystem for Adapter {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let name = name.to_owned();
+        let (name, caller) = (name.to_owned(), caller(req));
         self.spawn("mkdir", parent, |fs| async move {
-            match fs.mkdir(parent.0, &name, mode, umask).await {
+            match fs.mkdir(parent.0, &name, mode, umask, caller).await {
                 Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
                 Err(e) => reply.error(errno("mkdir", &e)),
             }
@@ -245,15 +257,15 @@ impl Filesystem for Adapter {
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         link_name: &OsStr,
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let (name, target) = (link_name.to_owned(), target.to_owned());
+        let (name, target, caller) = (link_name.to_owned(), target.to_owned(), caller(req));
         self.spawn("symlink", parent, |fs| async move {
-            match fs.symlink(parent.0, &name, &target).await {
+            match fs.symlink(parent.0, &name, &target, caller).await {
                 Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
                 Err(e) => reply.error(errno("symlink", &e)),
             }
@@ -489,7 +501,7 @@ impl Filesystem for Adapter {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -497,9 +509,9 @@ impl Filesystem for Adapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let name = name.to_owned();
+        let (name, caller) = (name.to_owned(), caller(req));
         self.spawn("create", parent, |fs| async move {
-            match fs.create(parent.0, &name, mode, umask, flags).await {
+            match fs.create(parent.0, &name, mode, umask, flags, caller).await {
                 Ok((ino, m, o)) => match backing(&o, |f| reply.open_backing(f)) {
                     Some(id) => reply.created_passthrough(
                         &fs.ttl(),
@@ -520,5 +532,48 @@ impl Filesystem for Adapter {
                 Err(e) => reply.error(errno("create", &e)),
             }
         });
+    }
+}
+
+/// The process a request comes from, as the owner of what it creates.
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A reply that records how it was answered; like fuser's, dropping it unanswered is EIO.
+    struct Reply(std::sync::mpsc::Sender<i32>);
+    impl Drop for Reply {
+        fn drop(&mut self) {
+            let _ = self.0.send(libc::EIO);
+        }
+    }
+
+    #[test]
+    fn a_panicking_request_answers_eio_and_the_next_one_runs() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        for inline in [true, false] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let reply = Reply(tx.clone());
+            run_caught(rt.handle(), inline, "test", async move {
+                let _reply = reply;
+                panic!("a bug in one request");
+            });
+            assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(libc::EIO));
+            run_caught(rt.handle(), inline, "test", async move {
+                tx.send(0).unwrap();
+            });
+            assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(0));
+        }
     }
 }

@@ -155,6 +155,29 @@ impl Default for FsOptions {
     }
 }
 
+/// Who asks for a new entry: it is created with this owner (on local mounts when the daemon
+/// runs as root; on object backends in the daemon's overlay), as a kernel filesystem does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// User id of the calling process.
+    pub uid: u32,
+    /// Group id of the calling process.
+    pub gid: u32,
+}
+
+impl Caller {
+    /// The daemon's own user and group.
+    pub fn daemon() -> Caller {
+        // SAFETY: geteuid/getegid cannot fail.
+        unsafe {
+            Caller {
+                uid: libc::geteuid(),
+                gid: libc::getegid(),
+            }
+        }
+    }
+}
+
 /// Mode, owner and times set by setattr on backends that keep none of them. They live as
 /// long as the daemon.
 #[derive(Debug, Clone, Default)]
@@ -514,9 +537,7 @@ impl Fs {
                         "a symlink has no mode of its own",
                     ));
                 }
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode & 0o7777))
-                    .map_err(io)?;
+                local::chmod_nofollow(&host, mode & 0o7777).map_err(io)?;
             }
             if set.uid.is_some() || set.gid.is_some() {
                 std::os::unix::fs::lchown(&host, set.uid, set.gid).map_err(io)?;
@@ -607,14 +628,33 @@ impl Fs {
         }
     }
 
-    fn new_entry(&self, t: Target, mode: Option<u16>) -> Target {
-        if let (Some(mode), Target::Path(m, _)) = (mode, &t) {
+    fn new_entry(&self, t: Target, mode: Option<u16>, caller: Caller) -> Target {
+        if let Target::Path(m, _) = &t {
             if self.mount(*m).local_root().is_none() {
-                self.lock_overlay().entry(t.clone()).or_default().mode = Some(mode);
+                let mut ov = self.lock_overlay();
+                let o = ov.entry(t.clone()).or_default();
+                o.mode = mode.or(o.mode);
+                if caller.uid != self.opts.uid {
+                    o.uid = Some(caller.uid);
+                }
+                if caller.gid != self.opts.gid {
+                    o.gid = Some(caller.gid);
+                }
             }
         }
         self.cache.invalidate(&t);
         t
+    }
+
+    /// Give a new host entry to its caller when the daemon runs as root and the caller is
+    /// someone else (without following a symlink).
+    fn give_host(&self, t: &Target, host: &Path, caller: Caller) -> Result<()> {
+        let me = Caller::daemon();
+        if me.uid != 0 || caller == me {
+            return Ok(());
+        }
+        std::os::unix::fs::lchown(host, Some(caller.uid), Some(caller.gid))
+            .map_err(|e| Error::from_io(self.ctx(t), e))
     }
 
     /// Create a directory.
@@ -624,6 +664,7 @@ impl Fs {
         name: &OsStr,
         mode: u32,
         umask: u32,
+        caller: Caller,
     ) -> Result<(u64, Meta)> {
         let t = self.child_mut(parent, name)?;
         self.check_change(&t)?;
@@ -639,11 +680,12 @@ impl Fs {
                 .mode(mode as u32)
                 .create(&host)
                 .map_err(|e| Error::from_io(self.ctx(&t), e))?;
+            self.give_host(&t, &host, caller)?;
         } else {
             self.mount(*m).create_dir(p).await?;
             self.lock_dirs().insert(t.clone());
         }
-        let t = self.new_entry(t, Some(mode));
+        let t = self.new_entry(t, Some(mode), caller);
         let meta = match self.meta(&t).await? {
             Some(m) => m,
             // Some S3 servers keep no directory markers: the directory shows until the TTL.
@@ -661,6 +703,7 @@ impl Fs {
         mode: u32,
         umask: u32,
         flags: i32,
+        caller: Caller,
     ) -> Result<(u64, Meta, Opened)> {
         let t = self.child_mut(parent, name)?;
         self.check_change(&t)?;
@@ -668,7 +711,7 @@ impl Fs {
             unreachable!()
         };
         if let Some(host) = self.host(m, &p)? {
-            return self.create_local(t, &host, mode, umask, flags);
+            return self.create_local(t, &host, mode, umask, flags, caller);
         }
         self.parent_dir(parent).await?;
         let mut new_file = false;
@@ -682,20 +725,9 @@ impl Fs {
             Some(_) => {}
             None => {
                 let mode = (mode & !umask & 0o7777) as u16;
-                if let Some(host) = self.host(m, &p)? {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(mode as u32)
-                        .custom_flags(libc::O_NOFOLLOW)
-                        .open(&host)
-                        .map_err(|e| Error::from_io(self.ctx(&t), e))?;
-                } else {
-                    new_file = true;
-                    self.touch(&t);
-                }
-                self.new_entry(t.clone(), Some(mode));
+                new_file = true;
+                self.touch(&t);
+                self.new_entry(t.clone(), Some(mode), caller);
             }
         }
         let ino = self.inodes.lookup(t.clone());
@@ -713,24 +745,39 @@ impl Fs {
         mode: u32,
         umask: u32,
         flags: i32,
+        caller: Caller,
     ) -> Result<(u64, Meta, Opened)> {
         use std::os::unix::fs::OpenOptionsExt;
         let Target::Path(m, _) = &t else {
             unreachable!()
         };
-        let mut o = std::fs::OpenOptions::new();
-        o.read(true)
-            .write(true)
-            .create(true)
-            .mode(mode & !umask & 0o7777)
-            .custom_flags(libc::O_NOFOLLOW);
-        if flags & libc::O_EXCL != 0 {
-            o.create_new(true);
+        let err = |e| Error::from_io(self.ctx(&t), e);
+        let open = |create: bool| {
+            let mut o = std::fs::OpenOptions::new();
+            o.read(true)
+                .write(true)
+                .truncate(flags & libc::O_TRUNC != 0)
+                .mode(mode & !umask & 0o7777)
+                .custom_flags(libc::O_NOFOLLOW);
+            if create {
+                o.create_new(true);
+            }
+            o.open(host)
+        };
+        // Exclusive first, so that we know whether this call made the file.
+        let (file, made) = match open(true) {
+            Ok(f) => (f, true),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AlreadyExists && flags & libc::O_EXCL == 0 =>
+            {
+                (open(false).map_err(err)?, false)
+            }
+            Err(e) => return Err(err(e)),
+        };
+        let me = Caller::daemon();
+        if made && me.uid == 0 && caller != me {
+            std::os::unix::fs::fchown(&file, Some(caller.uid), Some(caller.gid)).map_err(err)?;
         }
-        if flags & libc::O_TRUNC != 0 {
-            o.truncate(true);
-        }
-        let file = o.open(host).map_err(|e| Error::from_io(self.ctx(&t), e))?;
         let meta = local::meta(
             &file
                 .metadata()
@@ -1288,7 +1335,13 @@ impl Fs {
     }
 
     /// Create a symlink (local mounts; elsewhere EPERM, as symlink(2) specifies).
-    pub async fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<(u64, Meta)> {
+    pub async fn symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+        caller: Caller,
+    ) -> Result<(u64, Meta)> {
         let t = self.child_mut(parent, name)?;
         self.check_change(&t)?;
         let Target::Path(m, p) = &t else {
@@ -1298,6 +1351,7 @@ impl Fs {
             Some(host) => {
                 std::os::unix::fs::symlink(target, &host)
                     .map_err(|e| Error::from_io(self.ctx(&t), e))?;
+                self.give_host(&t, &host, caller)?;
                 let meta = self.meta_required(&t).await?;
                 Ok((self.inodes.lookup(t), meta))
             }

@@ -81,6 +81,41 @@ fn timespec(t: Option<TimeSet>) -> libc::timespec {
     }
 }
 
+/// fchmodat2(2) (Linux 6.6), number 452 on every architecture.
+const SYS_FCHMODAT2: libc::c_long = 452;
+
+/// chmod without following a final symlink: a symlink swapped in by someone on the host
+/// between our check and the call cannot send the change outside the root. A symlink
+/// itself has no mode (EOPNOTSUPP, as on Linux).
+pub fn chmod_nofollow(p: &Path, mode: u32) -> std::io::Result<()> {
+    let c = cstr(p)?;
+    // SAFETY: c is a valid NUL-terminated path; the other arguments are plain integers.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FCHMODAT2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            mode,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(e);
+    }
+    // Older kernels: through a descriptor opened without following the last component.
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)?;
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
 /// Set access and modification times (`None` leaves one as it is).
 pub fn set_times(p: &Path, atime: Option<TimeSet>, mtime: Option<TimeSet>) -> std::io::Result<()> {
     let c = cstr(p)?;

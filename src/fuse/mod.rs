@@ -20,7 +20,7 @@ use crate::config::{Config, FuseConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::manager::AsyncStorageManager;
 
-pub use fs::{Fs, FsOptions};
+pub use fs::{Caller, Fs, FsOptions};
 
 /// Daemon settings: the `[fuse]` table, overridden by command-line flags.
 #[derive(Debug, Clone, Default)]
