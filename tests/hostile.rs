@@ -42,7 +42,7 @@ fn malformed_configs_are_refused_with_one_line_naming_the_culprit() {
             "[[mount]]\nname = \"../x\"\nprotocol = \"memory\"\n".into(),
             "key \"name\"",
         ),
-        (format!("{m}"), "mount \"m\": key \"protocol\": missing"),
+        (m.to_string(), "mount \"m\": key \"protocol\": missing"),
         (
             format!("{m}protocol = \"ftp\"\n"),
             "m.toml:3: mount \"m\": key \"protocol\": unknown protocol \"ftp\"",
