@@ -33,6 +33,7 @@ suite!(
     path_escapes,
     empty_directory,
     file_inside_file,
+    copy_with_strategies,
 );
 
 async fn write_and_read(k: Kind) {
@@ -640,4 +641,146 @@ async fn configure_file_names_the_culprit() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(!s.has_mount("ok"));
+}
+
+/// copy_with: each skip rule, include/exclude globs, callbacks per file, per skip and for
+/// progress, from this backend to a memory mount and back.
+async fn copy_with_strategies(k: Kind) {
+    use genro_storage::{CopyOptions, Skip, SkipReason};
+    use std::sync::{Arc, Mutex};
+    let b = backend(k).await;
+    for (p, body) in [
+        ("src/a.txt", "aaa"),
+        ("src/b.log", "bb"),
+        ("src/sub/c.txt", "cccc"),
+        ("src/sub/d.bin", "d"),
+    ] {
+        b.node(p).write_text(body).await.unwrap();
+    }
+    b.storage
+        .configure(vec![MountConfig::memory("dst")])
+        .await
+        .unwrap();
+    let src = b.node("src");
+    let dst = b.storage.node("dst:copy").unwrap();
+
+    // Globs: a glob without '/' matches names, with '/' paths below the source.
+    let opts = CopyOptions {
+        include: vec!["*.txt".into(), "sub/*.bin".into()],
+        exclude: vec!["sub/c.txt".into()],
+        ..Default::default()
+    };
+    let r = src.copy_with(&dst, &opts).await.unwrap();
+    assert!(r.is_ok(), "{:?}", r.failed);
+    assert_eq!(r.copied, 2);
+    assert_eq!(
+        dst.child("a.txt").unwrap().read_text().await.unwrap(),
+        "aaa"
+    );
+    assert_eq!(
+        dst.child("sub")
+            .unwrap()
+            .child("d.bin")
+            .unwrap()
+            .read_text()
+            .await
+            .unwrap(),
+        "d"
+    );
+    assert!(!dst.child("b.log").unwrap().exists().await.unwrap());
+    assert!(!dst
+        .child("sub")
+        .unwrap()
+        .child("c.txt")
+        .unwrap()
+        .exists()
+        .await
+        .unwrap());
+    assert_eq!(
+        r.skipped
+            .iter()
+            .filter(|(_, why)| *why == SkipReason::Filtered)
+            .count(),
+        2
+    );
+
+    // Skip rules, with callbacks.
+    let files = Arc::new(Mutex::new(Vec::new()));
+    let skips = Arc::new(Mutex::new(Vec::new()));
+    let last = Arc::new(Mutex::new(None));
+    let (f2, s2, l2) = (files.clone(), skips.clone(), last.clone());
+    let mut opts = CopyOptions {
+        skip: Skip::Exists,
+        concurrency: 2,
+        on_file: Some(Arc::new(move |s, _, size| {
+            f2.lock().unwrap().push((s.basename().to_string(), size))
+        })),
+        on_skip: Some(Arc::new(move |s, why| {
+            s2.lock().unwrap().push((s.basename().to_string(), why))
+        })),
+        on_progress: Some(Arc::new(move |p| *l2.lock().unwrap() = Some(*p))),
+        ..Default::default()
+    };
+    let r = src.copy_with(&dst, &opts).await.unwrap();
+    assert_eq!(r.copied, 2, "b.log and sub/c.txt are new");
+    assert_eq!(r.skipped.len(), 2);
+    assert!(skips
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(_, w)| *w == SkipReason::Exists));
+    let mut copied: Vec<_> = files.lock().unwrap().clone();
+    copied.sort();
+    assert_eq!(copied, [("b.log".to_string(), 2), ("c.txt".to_string(), 4)]);
+    let p = last.lock().unwrap().unwrap();
+    assert_eq!((p.files_done, p.files_total, p.bytes_total), (4, 4, 10));
+    assert_eq!(p.bytes_done, 6, "only the copied files' bytes");
+
+    // size: a changed file of the same size is skipped; hash: it is copied.
+    b.node("src/a.txt").write_text("AAA").await.unwrap();
+    opts.skip = Skip::Size;
+    let r = src.copy_with(&dst, &opts).await.unwrap();
+    assert_eq!((r.copied, r.skipped.len()), (0, 4));
+    assert_eq!(
+        dst.child("a.txt").unwrap().read_text().await.unwrap(),
+        "aaa"
+    );
+    opts.skip = Skip::Hash;
+    let r = src.copy_with(&dst, &opts).await.unwrap();
+    assert!(r.is_ok(), "{:?}", r.failed);
+    assert_eq!(r.copied, 1);
+    assert!(r.skipped.iter().all(|(_, w)| *w == SkipReason::SameContent));
+    assert_eq!(
+        dst.child("a.txt").unwrap().read_text().await.unwrap(),
+        "AAA"
+    );
+    // never copies everything; a custom rule decides per file.
+    opts.skip = Skip::Never;
+    assert_eq!(src.copy_with(&dst, &opts).await.unwrap().copied, 4);
+    opts.skip = Skip::Custom(Arc::new(|s, _, _, d| d.is_some() && s.suffix() == ".txt"));
+    let r = src.copy_with(&dst, &opts).await.unwrap();
+    assert_eq!((r.copied, r.skipped.len()), (2, 2));
+    // and back, into this backend
+    let back = b.node("back");
+    let r = dst.copy_with(&back, &CopyOptions::default()).await.unwrap();
+    assert_eq!(r.copied, 4);
+    assert_eq!(b.node("back/sub/c.txt").read_text().await.unwrap(), "cccc");
+    // a single file, and a bad glob named in the error
+    let r = b
+        .node("src/a.txt")
+        .copy_with(&b.node("one.txt"), &CopyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.copied, 1);
+    let e = src
+        .copy_with(
+            &dst,
+            &CopyOptions {
+                include: vec!["a[".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("a["), "{e}");
 }

@@ -158,6 +158,16 @@ impl StorageNode {
     pub fn copy(&self, dest: &StorageNode) -> Result<()> {
         self.rt.block_on(self.inner.copy(&dest.inner))?
     }
+    /// Copy to `dest` with skip rules, globs and callbacks.
+    pub fn copy_with(
+        &self,
+        dest: &StorageNode,
+        opts: &crate::CopyOptions,
+    ) -> Result<crate::CopyReport> {
+        let (src, dest, opts) = (self.inner.clone(), dest.inner.clone(), opts.clone());
+        self.rt
+            .block_on(async move { src.copy_with(&dest, &opts).await })?
+    }
     /// Move to `dest`.
     pub fn move_to(&self, dest: &StorageNode) -> Result<()> {
         self.rt.block_on(self.inner.move_to(&dest.inner))?

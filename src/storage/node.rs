@@ -274,7 +274,7 @@ impl AsyncNode {
     fn copy_entry<'a>(&'a self, dest: &'a AsyncNode, e: Entry) -> BoxFuture<'a, Result<()>> {
         async move {
             if !e.is_dir() {
-                return self.copy_file(dest, e.size).await;
+                return self.copy_file(dest, e.size, &|_| {}).await;
             }
             dest.mkdir().await?;
             let children = self.mount.list(&self.path).await?;
@@ -292,11 +292,18 @@ impl AsyncNode {
         .boxed()
     }
 
-    async fn copy_file(&self, dest: &AsyncNode, size: u64) -> Result<()> {
+    /// Copy one file of `size` bytes, telling `on_bytes` of each chunk that arrived.
+    pub(crate) async fn copy_file(
+        &self,
+        dest: &AsyncNode,
+        size: u64,
+        on_bytes: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<()> {
         dest.check_create(false).await?;
         if Arc::ptr_eq(&self.mount, &dest.mount)
             && self.mount.copy_file(&self.path, &dest.path).await?
         {
+            on_bytes(size);
             return Ok(());
         }
         let reader = self.mount.reader(&self.path).await?;
@@ -315,12 +322,25 @@ impl AsyncNode {
                 break;
             }
             off += buf.len() as u64;
+            let n = buf.len() as u64;
             if let Err(e) = writer.write(buf).await {
                 let _ = dest.mount.abort_writer(&dest.path, writer).await;
                 return Err(Error::from_opendal(dest.fullpath(), e));
             }
+            on_bytes(n);
         }
         dest.mount.close_writer(&dest.path, writer, off).await
+    }
+
+    /// Copy this file or tree to `dest` with skip rules, globs, bounded concurrency and
+    /// callbacks (see [`CopyOptions`](crate::CopyOptions)). Single files that fail do not
+    /// stop the others: they are listed in the report.
+    pub async fn copy_with(
+        &self,
+        dest: &AsyncNode,
+        opts: &crate::storage::copy::CopyOptions,
+    ) -> Result<crate::storage::copy::CopyReport> {
+        crate::storage::copy::copy_with(self, dest, opts).await
     }
 
     /// Delete this file, or this directory with everything below it. Missing is Ok.
