@@ -2,9 +2,11 @@
 //! FUSE daemon that shows every mount as a directory.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fuse;
+pub mod logging;
 pub mod storage;
 
 pub use config::{Backend, Config, FuseConfig, MountConfig, Permissions};

@@ -23,6 +23,52 @@ fn workers_memory() {
 fn workers_s3() {
     run(Kind::S3)
 }
+#[test]
+fn rewrite_and_read_back_local() {
+    rewrite_and_read_back(Kind::Local, 400)
+}
+#[test]
+fn rewrite_and_read_back_memory() {
+    rewrite_and_read_back(Kind::Memory, 1500)
+}
+#[test]
+fn rewrite_and_read_back_s3() {
+    rewrite_and_read_back(Kind::S3, 60)
+}
+
+/// 16 threads each rewrite their own file (open with O_TRUNC, write, close) and read it back
+/// at once. Regression: the late release of the previous handle uploaded the file just
+/// truncated by the next open, and for up to the TTL it read back empty.
+fn rewrite_and_read_back(kind: Kind, cycles: usize) {
+    let cycles = if common::long_mode() {
+        cycles * 10
+    } else {
+        cycles
+    };
+    let d = Daemon::start(kind);
+    std::thread::scope(|s| {
+        for w in 0..WORKERS {
+            let d = &d;
+            s.spawn(move || {
+                let p = d.path(&format!("f{w}"));
+                for n in 0..cycles {
+                    let data = format!("{w}:{n}:").repeat(1 + (n * 7919 % 3000));
+                    fs::write(&p, &data).unwrap();
+                    if n % 3 == 0 {
+                        fs::write(&p, &data).unwrap();
+                    }
+                    let got = fs::read(&p).unwrap();
+                    assert!(
+                        got == data.as_bytes(),
+                        "{kind:?} worker {w} cycle {n}: read {} bytes, wrote {}",
+                        got.len(),
+                        data.len()
+                    );
+                }
+            });
+        }
+    });
+}
 
 const WORKERS: u64 = 16;
 
@@ -68,18 +114,34 @@ fn worker(d: &Daemon, w: u64, until: Instant) -> (u64, usize) {
     fs::create_dir(&dir).unwrap();
     let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut n = 0;
+    let mut log: std::collections::VecDeque<String> = Default::default();
     while Instant::now() < until {
         n += 1;
         let name = format!("f{}", rng.below(6));
         let p = dir.join(&name);
-        match rng.below(10) {
+        let op = rng.below(10);
+        if log.len() == 12 {
+            log.pop_front();
+        }
+        log.push_back(format!("#{n} op {op} on {name}"));
+        match op {
             0..=2 => {
                 let data = format!("{w}:{n}:").repeat(rng.below(3000) as usize + 1);
                 fs::write(&p, &data).unwrap();
                 model.insert(name, data.into_bytes());
             }
             3..=4 => match model.get(&name) {
-                Some(want) => assert!(&fs::read(&p).unwrap() == want, "{p:?}"),
+                Some(want) => {
+                    let got = fs::read(&p).unwrap();
+                    assert!(
+                        &got == want,
+                        "{p:?}: read {} bytes starting {:?}, want {} starting {:?}; last operations: {log:?}",
+                        got.len(),
+                        String::from_utf8_lossy(&got[..got.len().min(12)]),
+                        want.len(),
+                        String::from_utf8_lossy(&want[..want.len().min(12)]),
+                    )
+                }
                 None => assert_eq!(fs::read(&p).unwrap_err().raw_os_error(), Some(libc::ENOENT)),
             },
             5 => {
@@ -112,7 +174,8 @@ fn worker(d: &Daemon, w: u64, until: Instant) -> (u64, usize) {
                 if let Err(e) = r {
                     assert!(
                         matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EEXIST)),
-                        "shared op by worker {w}: {e}"
+                        "shared op by worker {w}: {e}\ndaemon log (end): {}",
+                        tail(&d.log_text())
                     );
                 }
             }
@@ -132,4 +195,9 @@ fn worker(d: &Daemon, w: u64, until: Instant) -> (u64, usize) {
         "worker {w}: directory differs from its model"
     );
     (w, n)
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }

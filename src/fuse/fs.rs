@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -892,6 +893,7 @@ impl Fs {
             .file
             .write(p, self.cache_dir.path(), &h, off, data)
             .await?;
+        h.pending.store(true, Ordering::Release);
         if let Some((m, p)) = mp {
             if self.mount(m).local_root().is_none() {
                 self.touch(&Target::Path(m, p));
@@ -919,19 +921,32 @@ impl Fs {
     /// close(2) of a descriptor: the backend holds every byte once this returns Ok.
     pub async fn flush(&self, ino: u64, fh: u64) -> Result<()> {
         let h = self.handles.file(fh)?;
-        self.upload(ino, &h.file, false).await
+        h.pending.store(false, Ordering::Release);
+        self.upload(ino, &h.file, false)
+            .await
+            .inspect_err(|_| h.pending.store(true, Ordering::Release))
     }
 
     /// fsync(2): as flush, and local data reaches the disk.
     pub async fn fsync(&self, ino: u64, fh: u64) -> Result<()> {
         let h = self.handles.file(fh)?;
-        self.upload(ino, &h.file, true).await
+        h.pending.store(false, Ordering::Release);
+        self.upload(ino, &h.file, true)
+            .await
+            .inspect_err(|_| h.pending.store(true, Ordering::Release))
     }
 
     /// The last close of a handle.
     pub async fn release(&self, ino: u64, fh: u64) -> Result<()> {
         let h = self.handles.file(fh)?;
-        let r = self.upload(ino, &h.file, false).await;
+        // A handle uploads only its own writes since its last flush (writes through mmap
+        // arrive after close): it must not upload another handle's half-written state (a
+        // file just truncated by an open with O_TRUNC would reach the backend empty).
+        let r = if h.pending.load(Ordering::Acquire) {
+            self.upload(ino, &h.file, false).await
+        } else {
+            Ok(())
+        };
         self.handles.release(fh);
         self.inodes.close(ino);
         r

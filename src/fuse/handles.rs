@@ -150,6 +150,9 @@ pub struct FileHandle {
     pub writable: bool,
     /// Opened with O_APPEND: every write goes to the end.
     pub append: bool,
+    /// Written through since its last flush (writes through mmap arrive after close): its
+    /// release uploads them. Another handle's changes are that handle's to upload.
+    pub pending: std::sync::atomic::AtomicBool,
     readahead: tokio::sync::Mutex<ReadAhead>,
 }
 
@@ -395,14 +398,18 @@ impl OpenFile {
         let ctx = self.mount.ctx(path);
         if prefix < old {
             let reader = self.mount.reader(path).await?;
-            let mut off = prefix;
+            let (mut off, mut old) = (prefix, old);
             while off < old {
                 let end = (off + CHUNK as u64).min(old);
-                let buf = reader
-                    .read(off..end)
-                    .await
-                    .map_err(|e| Error::from_opendal(ctx.clone(), e))?
-                    .to_bytes();
+                let buf = match reader.read(off..end).await {
+                    Ok(b) => b.to_bytes(),
+                    // the object shrank meanwhile (another client): take what it holds now
+                    Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => {
+                        old = self.mount.stat(path).await?.map_or(0, |e| e.size);
+                        continue;
+                    }
+                    Err(e) => return Err(Error::from_opendal(ctx.clone(), e)),
+                };
                 if buf.is_empty() {
                     break;
                 }
@@ -711,6 +718,7 @@ impl<M> Handles<M> {
             file,
             writable,
             append,
+            pending: std::sync::atomic::AtomicBool::new(false),
             readahead: tokio::sync::Mutex::default(),
         });
         lock(&self.files).insert(fh, h.clone());

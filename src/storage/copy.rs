@@ -254,7 +254,7 @@ pub async fn copy_with(
         dest.mkdir().await?;
         let mut dirs = vec![String::new()];
         while let Some(rel) = dirs.pop() {
-            let node = AsyncNode::new(src.mount().clone(), path::join(src.path(), &rel));
+            let node = below(src, &rel);
             for (name, entry) in node.list_entries().await? {
                 let r = if rel.is_empty() {
                     name
@@ -262,18 +262,13 @@ pub async fn copy_with(
                     format!("{rel}/{name}")
                 };
                 if entry.is_dir() {
-                    AsyncNode::new(dest.mount().clone(), path::join(dest.path(), &r))
-                        .mkdir()
-                        .await?;
+                    below(dest, &r).mkdir().await?;
                     dirs.push(r);
                 } else if filter.wants(&r) {
                     jobs.push(Job { rel: r, entry });
                 } else {
                     if let Some(f) = &opts.on_skip {
-                        f(
-                            &AsyncNode::new(src.mount().clone(), path::join(src.path(), &r)),
-                            SkipReason::Filtered,
-                        );
+                        f(&below(src, &r), SkipReason::Filtered);
                     }
                     report.skipped.push((r, SkipReason::Filtered));
                 }
@@ -310,11 +305,7 @@ pub async fn copy_with(
         futures::stream::iter(jobs.into_iter().map(|job| {
             let tell = &tell;
             async move {
-                let below = |n: &AsyncNode| match job.rel.as_str() {
-                    "" => n.clone(),
-                    rel => AsyncNode::new(n.mount().clone(), path::join(n.path(), rel)),
-                };
-                let (s, d) = (below(src), below(dest));
+                let (s, d) = (below(src, &job.rel), below(dest, &job.rel));
                 let r = copy_one(&s, &job.entry, &d, opts, &|n| tell(n, 0)).await;
                 tell(0, 1);
                 (s.fullpath(), r, job.entry.size)
@@ -334,6 +325,14 @@ pub async fn copy_with(
         }
     }
     Ok(report)
+}
+
+/// The node `rel` below `n` (`n` itself for an empty `rel`).
+fn below(n: &AsyncNode, rel: &str) -> AsyncNode {
+    match rel {
+        "" => n.clone(),
+        rel => AsyncNode::new(n.mount().clone(), path::join(n.path(), rel)),
+    }
 }
 
 /// Copy one file unless the rule skips it; Some(reason) when skipped.

@@ -308,11 +308,17 @@ impl AsyncNode {
         }
         let reader = self.mount.reader(&self.path).await?;
         let mut writer = dest.mount.writer(&dest.path).await?;
-        let mut off = 0u64;
+        let (mut off, mut size) = (0u64, size);
         while off < size {
             let end = (off + CHUNK as u64).min(size);
             let buf = match reader.read(off..end).await {
                 Ok(b) => b,
+                // The source shrank while it was copied (another writer truncated it): copy
+                // what it holds now.
+                Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => {
+                    size = self.mount.stat(&self.path).await?.map_or(0, |e| e.size);
+                    continue;
+                }
                 Err(e) => {
                     let _ = dest.mount.abort_writer(&dest.path, writer).await;
                     return Err(Error::from_opendal(self.fullpath(), e));

@@ -1,0 +1,215 @@
+//! mount(8)'s helper convention, for `/etc/fstab` lines such as
+//! `/etc/genro-storage/mounts.toml  /srv/storage  fuse.genro-storage  allow_other,attr_ttl=2  0 0`:
+//! `genro-storage CONFIG MOUNTPOINT [-o OPTIONS] [-f] [-n] [-s] [-v]`, either through fuse3's
+//! `mount.fuse3` (which runs the program named by the subtype) or through a link named
+//! `mount.fuse.genro-storage` in `/sbin`. The helper starts the daemon in the background,
+//! returns 0 once the mount is up, or the daemon's own failure when it cannot mount.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cli::{EXIT_FAILED, EXIT_USAGE};
+
+/// Options mount(8) and systemd use for themselves, never meant for the filesystem.
+fn is_mount8_option(o: &str) -> bool {
+    matches!(
+        o,
+        "" | "defaults"
+            | "auto"
+            | "noauto"
+            | "user"
+            | "users"
+            | "nouser"
+            | "owner"
+            | "group"
+            | "_netdev"
+            | "nofail"
+            | "rw"
+            | "dev"
+            | "suid"
+            | "exec"
+    ) || o.starts_with("x-")
+        || o.starts_with("comment=")
+}
+
+/// The daemon's command line for a helper invocation: `mount MOUNTPOINT --config CONFIG`
+/// with `key=value` options turned into flags and the others kept as `-o`.
+pub fn daemon_args(args: &[OsString]) -> Result<(Vec<OsString>, bool, PathBuf), String> {
+    let mut positional: Vec<&OsString> = Vec::new();
+    let mut options: Vec<String> = Vec::new();
+    let mut foreground = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("-o") => {
+                let v = it.next().ok_or("-o needs options")?;
+                let v = v.to_str().ok_or("-o options are not UTF-8")?;
+                options.extend(v.split(',').map(str::to_string));
+            }
+            Some(s) if s.starts_with("-o") => options.extend(s[2..].split(',').map(str::to_string)),
+            Some("-f") => foreground = true,
+            Some("-n" | "-s" | "-v") => {}
+            Some("-t" | "-N") => {
+                it.next();
+            }
+            Some(s) if s.starts_with('-') => return Err(format!("unknown helper flag {s}")),
+            _ => positional.push(a),
+        }
+    }
+    let [config, mountpoint] = positional[..] else {
+        let first = args
+            .first()
+            .map(|a| a.to_string_lossy())
+            .unwrap_or_default();
+        return Err(format!(
+            "{first:?} is not a command (see genro-storage --help); as mount(8)'s helper: genro-storage CONFIG MOUNTPOINT [-o OPTIONS]"
+        ));
+    };
+    let mut out: Vec<OsString> = vec![
+        "--config".into(),
+        config.clone(),
+        "mount".into(),
+        mountpoint.clone(),
+    ];
+    let mut passed = Vec::new();
+    for o in options.iter().filter(|o| !is_mount8_option(o)) {
+        let (k, v) = match o.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (o.as_str(), None),
+        };
+        let flag = |name: &str| -> Result<Vec<OsString>, String> {
+            let v = v.ok_or(format!("option {k} needs a value ({k}=…)"))?;
+            Ok(vec![format!("--{name}").into(), v.into()])
+        };
+        match k {
+            "uid" | "gid" | "threads" => out.extend(flag(k)?),
+            "file_mode" | "dir_mode" | "attr_ttl" | "negative_ttl" | "cache_dir" | "log_level"
+            | "log_file" => out.extend(flag(&k.replace('_', "-"))?),
+            "read_only" => out.push("--read-only".into()),
+            _ => passed.push(o.clone()),
+        }
+    }
+    if !passed.is_empty() {
+        out.push("-o".into());
+        out.push(passed.join(",").into());
+    }
+    Ok((out, foreground, PathBuf::from(mountpoint)))
+}
+
+/// Run as mount(8)'s helper; returns the exit status.
+pub fn run(args: &[OsString]) -> u8 {
+    let (daemon, foreground, mountpoint) = match daemon_args(args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("genro-storage: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("genro-storage: cannot find my own executable: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let mut cmd = Command::new(exe);
+    cmd.args(&daemon).stdin(Stdio::null()).stdout(Stdio::null());
+    if foreground {
+        return match cmd.status() {
+            Ok(s) => s.code().unwrap_or(1) as u8,
+            Err(e) => {
+                eprintln!("genro-storage: {e}");
+                EXIT_FAILED
+            }
+        };
+    }
+    // The daemon leaves mount(8)'s session so that it outlives it.
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("genro-storage: cannot start the daemon: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let abs = std::path::absolute(&mountpoint).unwrap_or(mountpoint);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if mounted(&abs) {
+            return 0;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // the daemon said why on stderr
+            return status.code().unwrap_or(1) as u8;
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "genro-storage: {} was not mounted within 60 s",
+                abs.display()
+            );
+            return EXIT_FAILED;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Is a genro-storage filesystem mounted exactly at `p`?
+fn mounted(p: &Path) -> bool {
+    let real = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let want = real.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(&want) && l.contains("genro-storage"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn fstab_options_become_flags() {
+        let (args, fg, mnt) = daemon_args(&os(&[
+            "/etc/g/mounts.toml",
+            "/srv/s",
+            "-o",
+            "rw,noauto,_netdev,x-systemd.automount,allow_other,attr_ttl=2,uid=1000,read_only,noatime",
+        ]))
+        .unwrap();
+        assert!(!fg);
+        assert_eq!(mnt, PathBuf::from("/srv/s"));
+        assert_eq!(
+            args,
+            os(&[
+                "--config",
+                "/etc/g/mounts.toml",
+                "mount",
+                "/srv/s",
+                "--attr-ttl",
+                "2",
+                "--uid",
+                "1000",
+                "--read-only",
+                "-o",
+                "allow_other,noatime"
+            ])
+        );
+        assert!(daemon_args(&os(&["only-one"])).is_err());
+        assert!(daemon_args(&os(&["a", "b", "-o", "uid"]))
+            .unwrap_err()
+            .contains("uid"));
+    }
+}

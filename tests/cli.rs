@@ -1,0 +1,265 @@
+//! The command line: `--help`, `--version`, `config check` on a mixed config, `ls`, `cat`,
+//! `stat`, `mkdir`, `rm`, `mv` and `cp -r` between mounts with each skip rule, exit statuses,
+//! and mount(8)'s helper convention as an fstab line uses it.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_genro-storage");
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A config with a local mount `data`, a memory mount `mem` and an S3 mount `s3` on the
+/// tests' server, in a fresh directory.
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("data")).unwrap();
+    let prefix = format!("cli-{}", std::process::id());
+    fs::write(
+        dir.path().join("mounts.toml"),
+        format!(
+            "[[mount]]\nname = \"data\"\nprotocol = \"local\"\nroot_path = \"data\"\n\n\
+             [[mount]]\nname = \"mem\"\nprotocol = \"memory\"\npermissions = \"readonly\"\n\n\
+             [[mount]]\nname = \"s3\"\nprotocol = \"s3\"\nbucket = \"{}\"\nprefix = \"{prefix}\"\n\
+             endpoint_url = \"{}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
+            common::BUCKET,
+            common::s3_endpoint(),
+            common::ACCESS_KEY,
+            common::SECRET_KEY
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn help_version_and_config_check() {
+    let d = setup();
+    let help = ok(d.path(), &["--help"]);
+    for want in ["Examples:", "mount", "cp", "config", "Exit status"] {
+        assert!(help.contains(want), "--help lacks {want}: {help}");
+    }
+    assert!(ok(d.path(), &["cp", "--help"]).contains("--skip"));
+    assert!(ok(d.path(), &["--version"]).starts_with("genro-storage "));
+    let check = ok(d.path(), &["config", "check"]);
+    for want in [
+        "valid, 3 mount(s)",
+        "data  local",
+        "native, atomic",
+        "mem  memory",
+        "streamed copy + delete",
+        "changes              refused (EROFS)",
+        "s3  s3",
+        "server-side copy + delete",
+        "symlinks, hard links no (EPERM)",
+    ] {
+        assert!(
+            check.contains(want),
+            "config check lacks {want:?}:\n{check}"
+        );
+    }
+    fs::write(
+        d.path().join("bad.toml"),
+        "[[mount]]\nname = \"x\"\nprotocol = \"ftp\"\n",
+    )
+    .unwrap();
+    let out = run(d.path(), &["config", "check", "--config", "bad.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.toml:3: mount \"x\": key \"protocol\"")
+    );
+    let out = run(d.path(), &["ls"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "missing argument is a usage error"
+    );
+}
+
+#[test]
+fn file_commands_and_exit_statuses() {
+    let d = setup();
+    let p = d.path();
+    fs::write(p.join("local.txt"), "hello\n").unwrap();
+    ok(p, &["cp", "local.txt", "data:a/b.txt"]);
+    ok(p, &["mkdir", "-p", "data:x/y"]);
+    assert_eq!(ok(p, &["cat", "data:a/b.txt"]), "hello\n");
+    assert_eq!(ok(p, &["ls", "data:"]), "a/\nx/\n");
+    let long = ok(p, &["ls", "-l", "data:a"]);
+    assert!(
+        long.starts_with("-            6 ") && long.ends_with(" b.txt\n"),
+        "{long}"
+    );
+    let st = ok(p, &["stat", "data:a/b.txt"]);
+    assert!(st.contains("type: file") && st.contains("size: 6"), "{st}");
+    ok(p, &["mv", "data:a/b.txt", "data:x"]);
+    assert!(p.join("data/x/b.txt").exists());
+    // failures: status 1, one line naming the path; the other arguments still done
+    let out = run(p, &["cat", "data:nope", "data:x/b.txt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.stdout, b"hello\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("data:nope") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(
+        run(p, &["rm", "data:x"]).status.code(),
+        Some(1),
+        "a directory without -r"
+    );
+    assert_eq!(
+        run(p, &["mkdir", "data:q/r"]).status.code(),
+        Some(1),
+        "no parent without -p"
+    );
+    assert_eq!(run(p, &["ls", "nomount:x"]).status.code(), Some(1));
+    assert_eq!(run(p, &["rm", "-f", "data:missing"]).status.code(), Some(0));
+    assert_eq!(
+        run(p, &["mkdir", "mem:d"]).status.code(),
+        Some(1),
+        "a readonly mount"
+    );
+    ok(p, &["rm", "-r", "data:x"]);
+    assert!(!p.join("data/x").exists());
+}
+
+#[test]
+fn cp_r_between_mounts_with_each_skip_rule() {
+    let d = setup();
+    let p = d.path();
+    let src = p.join("data/tree");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("a.txt"), "aaa").unwrap();
+    fs::write(src.join("b.tmp"), "tmp").unwrap();
+    fs::write(src.join("sub/c.bin"), vec![7u8; 200_000]).unwrap();
+    // local → S3, piped: quiet (no progress bar)
+    let out = run(p, &["cp", "-r", "data:tree", "s3:tree"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "cp wrote to a pipe: {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ok(p, &["cat", "s3:tree/a.txt"]), "aaa");
+    // S3 → local, with an exclude glob
+    ok(
+        p,
+        &["cp", "-r", "--exclude", "*.tmp", "s3:tree", "data:back"],
+    );
+    assert!(p.join("data/back/sub/c.bin").exists() && !p.join("data/back/b.tmp").exists());
+    // skip rules: change a.txt (same size) and see which copy it
+    fs::write(src.join("a.txt"), "AAA").unwrap();
+    let cat = |p: &Path| ok(p, &["cat", "s3:tree/a.txt"]);
+    for (rule, copied) in [
+        ("exists", false),
+        ("size", false),
+        ("hash", true),
+        ("never", true),
+    ] {
+        ok(p, &["cp", "-r", "data:tree", "s3:tree"]); // reset: same content everywhere
+        fs::write(src.join("a.txt"), format!("{}", rule.len() % 10).repeat(3)).unwrap();
+        let before = cat(p);
+        ok(p, &["cp", "-r", "--skip", rule, "data:tree", "s3:tree"]);
+        let after = cat(p);
+        assert_eq!(after != before, copied, "--skip {rule}: {before} → {after}");
+    }
+    let out = run(p, &["cp", "-r", "--skip", "maybe", "data:tree", "s3:t"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never, exists, size, hash"));
+    let out = run(p, &["cp", "data:tree", "s3:t2"]);
+    assert_eq!(out.status.code(), Some(1), "a directory without -r");
+}
+
+#[test]
+fn fstab_helper_mounts_in_the_background() {
+    let d = setup();
+    let p = d.path();
+    let mnt = p.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    // mount(8) runs /sbin/mount.fuse.genro-storage SPEC DIR -o OPTIONS; fuse3's mount.fuse3
+    // runs `genro-storage SPEC DIR -o OPTIONS`. Both forms, the second after an unmount.
+    let link = p.join("mount.fuse.genro-storage");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let cfg = p.join("mounts.toml");
+    for helper in [link.as_path(), Path::new(BIN)] {
+        let out = Command::new(helper)
+            .arg(&cfg)
+            .arg(&mnt)
+            .args([
+                "-o",
+                "rw,noauto,_netdev,x-systemd.automount,attr_ttl=2,allow_other",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "helper: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            common::is_mounted(&mnt),
+            "the helper returned before the mount was up"
+        );
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = info
+            .lines()
+            .find(|l| l.contains(mnt.to_str().unwrap()))
+            .unwrap();
+        assert!(
+            line.contains("allow_other") && line.contains("fuse.genro-storage"),
+            "{line}"
+        );
+        fs::write(mnt.join("data/via-fstab.txt"), "ok").unwrap();
+        assert_eq!(
+            fs::read_to_string(p.join("data/via-fstab.txt")).unwrap(),
+            "ok"
+        );
+        // umount(8) ends the daemon
+        let c = std::ffi::CString::new(mnt.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::umount2(c.as_ptr(), 0) }, 0);
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            !Command::new("pgrep")
+                .args(["-f", mnt.to_str().unwrap()])
+                .status()
+                .unwrap()
+                .success()
+        });
+        assert!(gone, "the daemon outlived umount");
+    }
+    // A helper that cannot mount says why and fails.
+    let out = Command::new(&link)
+        .arg(p.join("nope.toml"))
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
+}
