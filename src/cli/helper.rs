@@ -134,6 +134,14 @@ pub fn run(args: &[OsString]) -> u8 {
             Ok(())
         });
     }
+    // The daemon's stderr: the journal when systemd runs us, the log file when one is named;
+    // otherwise a pipe read until the mount is up, so that a daemon that cannot mount says
+    // why here, and the caller's own pipes are not held open by the daemon.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let logs_to_file = daemon.iter().any(|a| a == "--log-file");
+    if !journal && !logs_to_file {
+        cmd.stderr(Stdio::piped());
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -141,6 +149,21 @@ pub fn run(args: &[OsString]) -> u8 {
             return EXIT_FAILED;
         }
     };
+    let early = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    if let Some(mut err) = child.stderr.take() {
+        let early = early.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut e = early.lock().unwrap_or_else(|e| e.into_inner());
+                e.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
     let abs = std::path::absolute(&mountpoint).unwrap_or(mountpoint);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -148,7 +171,9 @@ pub fn run(args: &[OsString]) -> u8 {
             return 0;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            // the daemon said why on stderr
+            std::thread::sleep(Duration::from_millis(50));
+            let said = early.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            eprint!("{said}");
             return status.code().unwrap_or(1) as u8;
         }
         if Instant::now() > deadline {

@@ -59,11 +59,7 @@ pub fn render(p: &Progress, elapsed: Duration) -> String {
     } else {
         "-:--".into()
     };
-    let pct = if p.bytes_total > 0 {
-        p.bytes_done * 100 / p.bytes_total
-    } else {
-        100
-    };
+    let pct = (p.bytes_done * 100).checked_div(p.bytes_total).unwrap_or(100);
     format!(
         "{} / {}  {pct:>3}%  {}/s  ETA {eta}  {}/{} files",
         size(p.bytes_done),
