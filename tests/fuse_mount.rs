@@ -506,3 +506,31 @@ fn stale_mount_of_a_killed_daemon_is_cleared() {
     assert_eq!(fs::read_to_string(d.path("works")).unwrap(), "yes");
     assert!(d.stop().success());
 }
+
+#[test]
+fn sigusr1_reports_counters_per_mount_and_failures_are_logged() {
+    let d = Daemon::start(Kind::Memory);
+    fs::write(d.path("f"), vec![1u8; 10_000]).unwrap();
+    assert_eq!(fs::read(d.path("f")).unwrap().len(), 10_000);
+    let _ = fs::read(d.path("missing"));
+    let e = fs::remove_dir(d.path("f")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR));
+    let open = fs::File::create(d.path("open")).unwrap();
+    (&open).write_all(b"pending").unwrap();
+    // SAFETY: kill(2) with a valid pid and signal.
+    unsafe { libc::kill(d.child.as_ref().unwrap().id() as i32, libc::SIGUSR1) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let line = loop {
+        let log = d.log_text();
+        if let Some(l) = log.lines().find(|l| l.contains("mount t:")) {
+            break l.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no stats after SIGUSR1: {log}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    for want in ["write ", "read ", "create ", "written 10007 B", "read 10000 B", "1 pending uploads"] {
+        assert!(line.contains(want), "stats line lacks {want:?}: {line}");
+    }
+    assert!(d.log_text().contains("mount other: 0 requests"), "{}", d.log_text());
+    drop(open);
+}

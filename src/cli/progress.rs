@@ -59,7 +59,9 @@ pub fn render(p: &Progress, elapsed: Duration) -> String {
     } else {
         "-:--".into()
     };
-    let pct = (p.bytes_done * 100).checked_div(p.bytes_total).unwrap_or(100);
+    let pct = (p.bytes_done * 100)
+        .checked_div(p.bytes_total)
+        .unwrap_or(100);
     format!(
         "{} / {}  {pct:>3}%  {}/s  ETA {eta}  {}/{} files",
         size(p.bytes_done),

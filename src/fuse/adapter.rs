@@ -38,6 +38,7 @@ impl Adapter {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
+        self.fs.stats().request(self.fs.mount_of(ino.0), op);
         run_caught(
             &self.rt,
             self.fs.serves_inline(ino.0),
@@ -69,7 +70,8 @@ where
 }
 
 /// Log a failed operation once and turn it into the errno to answer.
-fn errno(op: &str, e: &Error) -> Errno {
+fn errno(fs: &Fs, op: &str, e: &Error) -> Errno {
+    fs.stats().error(e);
     let n = e.errno();
     if n == libc::ENOENT || n == libc::EEXIST || n == libc::ENOTEMPTY {
         tracing::debug!(op, errno = n, "{e}");
@@ -156,7 +158,7 @@ impl Filesystem for Adapter {
         self.spawn("lookup", parent, |fs| async move {
             match fs.lookup(parent.0, &name).await {
                 Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
-                Err(e) => reply.error(errno("lookup", &e)),
+                Err(e) => reply.error(errno(&fs, "lookup", &e)),
             }
         });
     }
@@ -169,7 +171,7 @@ impl Filesystem for Adapter {
         self.spawn("getattr", ino, |fs| async move {
             match fs.getattr(ino.0).await {
                 Ok(m) => reply.attr(&fs.ttl(), &fs.attr(ino.0, &m)),
-                Err(e) => reply.error(errno("getattr", &e)),
+                Err(e) => reply.error(errno(&fs, "getattr", &e)),
             }
         });
     }
@@ -203,7 +205,7 @@ impl Filesystem for Adapter {
         self.spawn("setattr", ino, |fs| async move {
             match fs.setattr(ino.0, set).await {
                 Ok(m) => reply.attr(&fs.ttl(), &fs.attr(ino.0, &m)),
-                Err(e) => reply.error(errno("setattr", &e)),
+                Err(e) => reply.error(errno(&fs, "setattr", &e)),
             }
         });
     }
@@ -212,7 +214,7 @@ impl Filesystem for Adapter {
         self.spawn("readlink", ino, |fs| async move {
             match fs.readlink(ino.0).await {
                 Ok(t) => reply.data(&t),
-                Err(e) => reply.error(errno("readlink", &e)),
+                Err(e) => reply.error(errno(&fs, "readlink", &e)),
             }
         });
     }
@@ -230,7 +232,7 @@ impl Filesystem for Adapter {
         self.spawn("mkdir", parent, |fs| async move {
             match fs.mkdir(parent.0, &name, mode, umask, caller).await {
                 Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
-                Err(e) => reply.error(errno("mkdir", &e)),
+                Err(e) => reply.error(errno(&fs, "mkdir", &e)),
             }
         });
     }
@@ -240,7 +242,7 @@ impl Filesystem for Adapter {
         self.spawn("unlink", parent, |fs| async move {
             match fs.unlink(parent.0, &name).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("unlink", &e)),
+                Err(e) => reply.error(errno(&fs, "unlink", &e)),
             }
         });
     }
@@ -250,7 +252,7 @@ impl Filesystem for Adapter {
         self.spawn("rmdir", parent, |fs| async move {
             match fs.rmdir(parent.0, &name).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("rmdir", &e)),
+                Err(e) => reply.error(errno(&fs, "rmdir", &e)),
             }
         });
     }
@@ -267,7 +269,7 @@ impl Filesystem for Adapter {
         self.spawn("symlink", parent, |fs| async move {
             match fs.symlink(parent.0, &name, &target, caller).await {
                 Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
-                Err(e) => reply.error(errno("symlink", &e)),
+                Err(e) => reply.error(errno(&fs, "symlink", &e)),
             }
         });
     }
@@ -289,7 +291,7 @@ impl Filesystem for Adapter {
                 .await
             {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("rename", &e)),
+                Err(e) => reply.error(errno(&fs, "rename", &e)),
             }
         });
     }
@@ -306,7 +308,7 @@ impl Filesystem for Adapter {
         self.spawn("link", ino, |fs| async move {
             match fs.link(ino.0, newparent.0, &newname).await {
                 Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
-                Err(e) => reply.error(errno("link", &e)),
+                Err(e) => reply.error(errno(&fs, "link", &e)),
             }
         });
     }
@@ -322,7 +324,7 @@ impl Filesystem for Adapter {
                     ),
                     None => reply.opened(FileHandle(o.fh), fopen(&o)),
                 },
-                Err(e) => reply.error(errno("open", &e)),
+                Err(e) => reply.error(errno(&fs, "open", &e)),
             }
         });
     }
@@ -341,7 +343,7 @@ impl Filesystem for Adapter {
         self.spawn("read", ino, |fs| async move {
             match fs.read(ino.0, fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
-                Err(e) => reply.error(errno("read", &e)),
+                Err(e) => reply.error(errno(&fs, "read", &e)),
             }
         });
     }
@@ -362,7 +364,7 @@ impl Filesystem for Adapter {
         self.spawn("write", ino, |fs| async move {
             match fs.write(ino.0, fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno("write", &e)),
+                Err(e) => reply.error(errno(&fs, "write", &e)),
             }
         });
     }
@@ -378,7 +380,7 @@ impl Filesystem for Adapter {
         self.spawn("flush", ino, |fs| async move {
             match fs.flush(ino.0, fh.0).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("flush", &e)),
+                Err(e) => reply.error(errno(&fs, "flush", &e)),
             }
         });
     }
@@ -396,7 +398,7 @@ impl Filesystem for Adapter {
         self.spawn("release", ino, |fs| async move {
             match fs.release(ino.0, fh.0).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("release", &e)),
+                Err(e) => reply.error(errno(&fs, "release", &e)),
             }
         });
     }
@@ -412,7 +414,7 @@ impl Filesystem for Adapter {
         self.spawn("fsync", ino, |fs| async move {
             match fs.fsync(ino.0, fh.0).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("fsync", &e)),
+                Err(e) => reply.error(errno(&fs, "fsync", &e)),
             }
         });
     }
@@ -421,7 +423,7 @@ impl Filesystem for Adapter {
         self.spawn("opendir", ino, |fs| async move {
             match fs.opendir(ino.0).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => reply.error(errno("opendir", &e)),
+                Err(e) => reply.error(errno(&fs, "opendir", &e)),
             }
         });
     }
@@ -434,6 +436,7 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.fs.stats().request(self.fs.mount_of(ino.0), "readdir");
         match self.fs.readdir(fh.0, offset) {
             Ok(entries) => {
                 for (e, next) in entries {
@@ -444,7 +447,7 @@ impl Filesystem for Adapter {
                 }
                 reply.ok()
             }
-            Err(e) => reply.error(errno("readdir", &e)),
+            Err(e) => reply.error(errno(&self.fs, "readdir", &e)),
         }
     }
 
@@ -456,6 +459,7 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.fs.stats().request(self.fs.mount_of(ino.0), "readdir");
         match self.fs.readdir(fh.0, offset) {
             Ok(entries) => {
                 let ttl = self.fs.ttl();
@@ -472,7 +476,7 @@ impl Filesystem for Adapter {
                 }
                 reply.ok()
             }
-            Err(e) => reply.error(errno("readdirplus", &e)),
+            Err(e) => reply.error(errno(&self.fs, "readdirplus", &e)),
         }
     }
 
@@ -494,7 +498,7 @@ impl Filesystem for Adapter {
                 Ok(s) => reply.statfs(
                     s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
                 ),
-                Err(e) => reply.error(errno("statfs", &e)),
+                Err(e) => reply.error(errno(&fs, "statfs", &e)),
             }
         });
     }
@@ -529,7 +533,7 @@ impl Filesystem for Adapter {
                         fopen(&o),
                     ),
                 },
-                Err(e) => reply.error(errno("create", &e)),
+                Err(e) => reply.error(errno(&fs, "create", &e)),
             }
         });
     }

@@ -17,6 +17,7 @@ use crate::fuse::attr_cache::AttrCache;
 use crate::fuse::handles::{open_native, CacheDir, DirEntry, Handles, OpenFile};
 use crate::fuse::inode::{Inodes, Target, ROOT};
 use crate::fuse::local;
+use crate::fuse::stats::{Snapshot, Stats};
 use crate::storage::mount::{Entry, Mount};
 use crate::storage::node::AsyncNode;
 use crate::storage::path;
@@ -198,6 +199,7 @@ pub struct Fs {
     inodes: Inodes,
     cache: AttrCache<Meta>,
     handles: Handles<Meta>,
+    stats: Stats,
     overlay: Mutex<HashMap<Target, Overlay>>,
     /// Directories made through this daemon on object backends: they exist even where the
     /// server keeps no directory markers, until removed.
@@ -214,8 +216,10 @@ impl Fs {
     /// A filesystem over these mounts.
     pub fn new(mounts: Vec<Arc<Mount>>, opts: FsOptions) -> Result<Fs> {
         let cache_dir = CacheDir::new(opts.cache_dir.as_deref())?;
+        let stats = Stats::new(mounts.iter().map(|m| m.name().to_string()).collect());
         Ok(Fs {
             mounts,
+            stats,
             cache: AttrCache::new(opts.attr_ttl, opts.negative_ttl),
             opts,
             inodes: Inodes::new(),
@@ -230,6 +234,32 @@ impl Fs {
     /// The TTL the kernel may cache entries and attributes for.
     pub fn ttl(&self) -> Duration {
         self.opts.attr_ttl
+    }
+
+    /// The per-mount counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The mount an inode belongs to (None for the root and unknown inodes).
+    pub fn mount_of(&self, ino: u64) -> Option<usize> {
+        match self.inodes.target(ino) {
+            Some(Target::Path(m, _)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Every mount's counters, with the open files not uploaded yet.
+    pub async fn stats_report(&self) -> Vec<Snapshot> {
+        let mut pending = vec![0u64; self.mounts.len()];
+        for (ino, f) in self.handles.all_open() {
+            if let Some(m) = self.mount_of(ino) {
+                if f.is_dirty().await {
+                    pending[m] += 1;
+                }
+            }
+        }
+        self.stats.snapshot(&pending)
     }
 
     /// May a request on `ino` run on the FUSE thread that read it? Yes for the root and for
@@ -415,8 +445,12 @@ impl Fs {
             Some(self.dir_meta(Some(t)))
         } else {
             match self.cache.get(t) {
-                Some(v) => v,
+                Some(v) => {
+                    self.stats.add(*m, |s| &s.cache_hits, 1);
+                    v
+                }
                 None => {
+                    self.stats.add(*m, |s| &s.cache_misses, 1);
                     let v = self
                         .mount(*m)
                         .stat(p)
@@ -880,8 +914,12 @@ impl Fs {
     /// Read from an open file.
     pub async fn read(&self, ino: u64, fh: u64, off: u64, size: u32) -> Result<Bytes> {
         let h = self.handles.file(fh)?;
-        let p = self.open_path(ino).map(|(_, p)| p).unwrap_or_default();
-        h.file.read(&p, &h, off, size).await
+        let (m, p) = self.open_path(ino).unzip();
+        let data = h.file.read(&p.unwrap_or_default(), &h, off, size).await?;
+        if let Some(m) = m {
+            self.stats.add(m, |s| &s.bytes_read, data.len() as u64);
+        }
+        Ok(data)
     }
 
     /// Write to an open file.
@@ -895,6 +933,7 @@ impl Fs {
             .await?;
         h.pending.store(true, Ordering::Release);
         if let Some((m, p)) = mp {
+            self.stats.add(m, |s| &s.bytes_written, u64::from(n));
             if self.mount(m).local_root().is_none() {
                 self.touch(&Target::Path(m, p));
             }

@@ -9,6 +9,7 @@ pub mod fs;
 pub mod handles;
 pub mod inode;
 pub mod local;
+pub mod stats;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -247,11 +248,18 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).map_err(|e| Error::from_io("signal", e))?;
         let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::from_io("signal", e))?;
+        let mut usr1 =
+            signal(SignalKind::user_defined1()).map_err(|e| Error::from_io("signal", e))?;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
                 _ = term.recv() => return Ok::<_, Error>(Some("SIGTERM")),
                 _ = int.recv() => return Ok(Some("SIGINT")),
+                _ = usr1.recv() => {
+                    for line in fs.stats_report().await {
+                        tracing::info!(target: "genro_storage::stats", "{line}");
+                    }
+                }
                 _ = tick.tick() => if bg.guard.is_finished() { return Ok(None) },
             }
         }
