@@ -21,7 +21,8 @@ pub fn init(level: Option<&str>, file: Option<&std::path::Path>) -> Result<(), S
                     "--log-level {l:?}: valid levels are error, warn, info, debug, trace, off"
                 ));
             }
-            EnvFilter::try_new(format!("{l},fuser=error")).map_err(|e| e.to_string())?
+            // fuser speaks through the `log` crate; its unmount warnings after ours are noise
+            EnvFilter::try_new(format!("{l},fuser=error,log=error")).map_err(|e| e.to_string())?
         }
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -39,10 +40,15 @@ pub fn init(level: Option<&str>, file: Option<&std::path::Path>) -> Result<(), S
                 .try_init()
         }
         (None, true) => builder
+            .with_ansi(false)
             .with_writer(std::io::stderr)
             .event_format(Journal)
             .try_init(),
-        (None, false) => builder.with_writer(std::io::stderr).try_init(),
+        // SAFETY: isatty only inspects the descriptor.
+        (None, false) => builder
+            .with_ansi(unsafe { libc::isatty(2) } == 1)
+            .with_writer(std::io::stderr)
+            .try_init(),
     };
     result.map_err(|e| e.to_string())
 }

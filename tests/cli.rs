@@ -265,3 +265,69 @@ fn fstab_helper_mounts_in_the_background() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
 }
+
+/// The systemd unit's ExecStart, with its paths moved to a temp dir, starts the daemon; with
+/// the journal on stderr (JOURNAL_STREAM) each line carries its priority; SIGTERM (the
+/// unit's KillSignal) stops it cleanly.
+#[test]
+fn systemd_unit_starts_logs_for_the_journal_and_stops() {
+    let d = setup();
+    let p = d.path();
+    let unit = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/genro-storage.service"
+    ))
+    .unwrap();
+    assert!(unit.contains("KillSignal=SIGTERM"));
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let mnt = p.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let cfg = p.join("mounts.toml");
+    let args: Vec<String> = exec
+        .split_whitespace()
+        .skip(1)
+        .map(|a| match a {
+            "/etc/genro-storage/mounts.toml" => cfg.to_str().unwrap().to_string(),
+            "/srv/storage" => mnt.to_str().unwrap().to_string(),
+            a => a.to_string(),
+        })
+        .collect();
+    let log = p.join("journal.log");
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .env("JOURNAL_STREAM", "8:12345")
+        .env_remove("RUST_LOG")
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !common::is_mounted(&mnt) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = fs::read(mnt.join("data/missing"));
+    // SAFETY: kill(2) with a valid pid and signal.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let text = fs::read_to_string(&log).unwrap();
+    let mounted = text
+        .lines()
+        .find(|l| l.contains("mounted"))
+        .expect("a 'mounted' line");
+    assert!(
+        mounted.starts_with("<6>genro_storage"),
+        "not journal style: {mounted:?}"
+    );
+    assert!(
+        !text.contains('\x1b'),
+        "colour codes in the journal: {text:?}"
+    );
+}

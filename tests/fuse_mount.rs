@@ -525,12 +525,26 @@ fn sigusr1_reports_counters_per_mount_and_failures_are_logged() {
         if let Some(l) = log.lines().find(|l| l.contains("mount t:")) {
             break l.to_string();
         }
-        assert!(std::time::Instant::now() < deadline, "no stats after SIGUSR1: {log}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stats after SIGUSR1: {log}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    for want in ["write ", "read ", "create ", "written 10007 B", "read 10000 B", "1 pending uploads"] {
+    for want in [
+        "write ",
+        "read ",
+        "create ",
+        "written 10007 B",
+        "read 10000 B",
+        "1 pending uploads",
+    ] {
         assert!(line.contains(want), "stats line lacks {want:?}: {line}");
     }
-    assert!(d.log_text().contains("mount other: 0 requests"), "{}", d.log_text());
+    assert!(
+        d.log_text().contains("mount other: 0 requests"),
+        "{}",
+        d.log_text()
+    );
     drop(open);
 }

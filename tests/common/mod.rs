@@ -269,7 +269,8 @@ impl Daemon {
             .args(flags)
             .env(
                 "RUST_LOG",
-                std::env::var("GENRO_TEST_LOG").unwrap_or("warn,fuser=error,genro_storage::stats=info".into()),
+                std::env::var("GENRO_TEST_LOG")
+                    .unwrap_or("warn,fuser=error,genro_storage::stats=info".into()),
             )
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
