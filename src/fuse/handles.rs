@@ -772,7 +772,12 @@ impl<M> Handles<M> {
                 }
             }
         };
-        Ok(self.add_handle(ino, file, writable, append))
+        let (fh, h) = self.add_handle(ino, file, writable, append);
+        // A file created by this handle is its to upload, even with no write and no flush
+        // (O_CREAT|O_RDONLY gets no FLUSH from the kernel).
+        h.pending
+            .store(new_file.is_some(), std::sync::atomic::Ordering::Release);
+        Ok((fh, h))
     }
 
     /// A file handle.

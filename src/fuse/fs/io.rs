@@ -1,0 +1,182 @@
+//! Open files: open, read, write, flush, fsync and release, and uploads of staged data.
+
+use super::*;
+
+impl Fs {
+    /// Open a file.
+    pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
+        let t = self.target(ino)?;
+        self.open_target(ino, &t, flags, false).await
+    }
+
+    pub(super) async fn open_target(
+        &self,
+        ino: u64,
+        t: &Target,
+        flags: i32,
+        new_file: bool,
+    ) -> Result<Opened> {
+        let Target::Path(m, p) = t else {
+            return Err(Error::is_a_directory("/"));
+        };
+        let size = if new_file {
+            0
+        } else {
+            let meta = self.meta_required(t).await?;
+            if meta.kind == FileType::Directory {
+                return Err(Error::is_a_directory(self.ctx(t)));
+            }
+            meta.size
+        };
+        let acc = flags & libc::O_ACCMODE;
+        let writable = acc != libc::O_RDONLY;
+        let trunc = flags & libc::O_TRUNC != 0;
+        if writable || trunc {
+            self.check_change(t)?;
+        }
+        let host = self.host(*m, p)?;
+        let (fh, h) = self.handles.open(
+            ino,
+            self.mount(*m),
+            host.as_deref(),
+            size,
+            writable,
+            flags & libc::O_APPEND != 0,
+            new_file.then(|| self.cache_dir.path()),
+        )?;
+        self.inodes.open(ino);
+        if trunc && size > 0 {
+            if let Err(e) = h.file.truncate(p, self.cache_dir.path(), 0).await {
+                self.release(ino, fh).await.ok();
+                return Err(e);
+            }
+            self.touch(t);
+        }
+        let passthrough = host.is_some().then(|| h.file.clone());
+        let read_only = !writable && !trunc;
+        Ok(Opened {
+            fh,
+            read_only,
+            no_flush: read_only || host.is_some(),
+            passthrough,
+        })
+    }
+
+    pub(super) fn touch(&self, t: &Target) {
+        if let Target::Path(m, _) = t {
+            if self.mount(*m).local_root().is_none() {
+                self.lock_overlay().entry(t.clone()).or_default().mtime = Some(SystemTime::now());
+            }
+        }
+        self.cache.invalidate(t);
+    }
+
+    /// The path of an open inode (None once unlinked).
+    pub(super) fn open_path(&self, ino: u64) -> Option<(usize, String)> {
+        match self.inodes.target(ino) {
+            Some(Target::Path(m, p)) => Some((m, p)),
+            _ => None,
+        }
+    }
+
+    /// Read from an open file.
+    pub async fn read(&self, ino: u64, fh: u64, off: u64, size: u32) -> Result<Bytes> {
+        let h = self.handles.file(fh)?;
+        let (m, p) = self.open_path(ino).unzip();
+        let data = h.file.read(&p.unwrap_or_default(), &h, off, size).await?;
+        if let Some(m) = m {
+            self.stats.add(m, |s| &s.bytes_read, data.len() as u64);
+        }
+        Ok(data)
+    }
+
+    /// Write to an open file.
+    pub async fn write(&self, ino: u64, fh: u64, off: u64, data: &[u8]) -> Result<u32> {
+        let h = self.handles.file(fh)?;
+        let mp = self.open_path(ino);
+        let p = mp.as_ref().map(|(_, p)| p.as_str()).unwrap_or_default();
+        let n = h
+            .file
+            .write(p, self.cache_dir.path(), &h, off, data)
+            .await?;
+        h.pending.store(true, Ordering::Release);
+        if let Some((m, p)) = mp {
+            self.stats.add(m, |s| &s.bytes_written, u64::from(n));
+            if self.mount(m).local_root().is_none() {
+                self.touch(&Target::Path(m, p));
+            }
+        }
+        Ok(n)
+    }
+
+    pub(super) async fn upload(&self, ino: u64, file: &OpenFile, sync: bool) -> Result<()> {
+        let mp = self.open_path(ino);
+        let uploaded = file
+            .flush(mp.as_ref().map(|(_, p)| p.as_str()), sync)
+            .await?;
+        if let (true, Some((m, p))) = (uploaded, mp) {
+            // The backend now holds what the daemon knows: no need to ask it again.
+            let t = Target::Path(m, p);
+            match file.staged_size() {
+                Some(size) => self.cache.put(t.clone(), Some(self.staged_meta(&t, size))),
+                None => self.cache.invalidate(&t),
+            }
+        }
+        Ok(())
+    }
+
+    /// close(2) of a descriptor: the backend holds every byte once this returns Ok.
+    pub async fn flush(&self, ino: u64, fh: u64) -> Result<()> {
+        let h = self.handles.file(fh)?;
+        h.pending.store(false, Ordering::Release);
+        self.upload(ino, &h.file, false)
+            .await
+            .inspect_err(|_| h.pending.store(true, Ordering::Release))
+    }
+
+    /// fsync(2): as flush, and local data reaches the disk.
+    pub async fn fsync(&self, ino: u64, fh: u64) -> Result<()> {
+        let h = self.handles.file(fh)?;
+        h.pending.store(false, Ordering::Release);
+        self.upload(ino, &h.file, true)
+            .await
+            .inspect_err(|_| h.pending.store(true, Ordering::Release))
+    }
+
+    /// The last close of a handle.
+    pub async fn release(&self, ino: u64, fh: u64) -> Result<()> {
+        let h = self.handles.file(fh)?;
+        // A handle uploads only its own writes since its last flush (writes through mmap
+        // arrive after close): it must not upload another handle's half-written state (a
+        // file just truncated by an open with O_TRUNC would reach the backend empty).
+        let r = if h.pending.load(Ordering::Acquire) {
+            self.upload(ino, &h.file, false).await
+        } else {
+            Ok(())
+        };
+        self.handles.release(fh);
+        self.inodes.close(ino);
+        r
+    }
+
+    /// Upload every dirty open file (at unmount and on signals).
+    pub async fn flush_all(&self) -> Result<usize> {
+        let mut n = 0;
+        let mut first_err = None;
+        for (ino, f) in self.handles.all_open() {
+            if f.is_dirty().await {
+                match self.upload(ino, &f, true).await {
+                    Ok(()) => n += 1,
+                    Err(e) => {
+                        tracing::error!(error = %e, "upload at shutdown failed");
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+}

@@ -1,0 +1,681 @@
+//! The async filesystem core, kernel-free: every FUSE operation as an async method over
+//! inode numbers that returns plain structs. `adapter.rs` only spawns, calls and replies.
+
+mod dirs;
+mod io;
+mod namespace;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use fuser::{FileAttr, FileType, INodeNo};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fuse::attr_cache::AttrCache;
+use crate::fuse::handles::{open_native, CacheDir, DirEntry, Handles, OpenFile};
+use crate::fuse::inode::{Inodes, Target, ROOT};
+use crate::fuse::local;
+use crate::fuse::stats::{Snapshot, Stats};
+use crate::storage::mount::{Entry, Mount};
+use crate::storage::node::AsyncNode;
+use crate::storage::path;
+
+/// Attributes of an entry, before an inode number is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// File, directory or symlink.
+    pub kind: FileType,
+    /// Size in bytes.
+    pub size: u64,
+    /// 512-byte blocks used.
+    pub blocks: u64,
+    /// Last access.
+    pub atime: SystemTime,
+    /// Last modification.
+    pub mtime: SystemTime,
+    /// Last status change.
+    pub ctime: SystemTime,
+    /// Permission bits.
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Hard links.
+    pub nlink: u32,
+}
+
+/// A time to set: now, or a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSet {
+    /// The current time.
+    Now,
+    /// This time.
+    At(SystemTime),
+}
+
+impl TimeSet {
+    fn resolve(self) -> SystemTime {
+        match self {
+            TimeSet::Now => SystemTime::now(),
+            TimeSet::At(t) => t,
+        }
+    }
+}
+
+/// What a setattr changes.
+#[derive(Debug, Clone, Default)]
+pub struct SetAttr {
+    /// New mode bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size (truncate).
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<TimeSet>,
+    /// New modification time.
+    pub mtime: Option<TimeSet>,
+}
+
+/// Figures for statfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Statfs {
+    /// Total blocks.
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Blocks free for unprivileged users.
+    pub bavail: u64,
+    /// Total inodes.
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Block size.
+    pub bsize: u32,
+    /// Longest name.
+    pub namelen: u32,
+    /// Fragment size.
+    pub frsize: u32,
+}
+
+/// An open file handle and how the kernel may treat it.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The handle.
+    pub fh: u64,
+    /// Read-only handle: the kernel may keep its page cache (it drops it when the mtime or
+    /// size changes).
+    pub read_only: bool,
+    /// Nothing to do at close: read-only handles, and local files (written in place), so the
+    /// kernel need not send FLUSH.
+    pub no_flush: bool,
+    /// Local mounts: the open inode, whose host file the kernel may read and write directly
+    /// (FUSE passthrough) with the same semantics.
+    pub passthrough: Option<Arc<OpenFile>>,
+}
+
+/// Settings of the filesystem core.
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    /// Owner shown on object backends.
+    pub uid: u32,
+    /// Group shown on object backends.
+    pub gid: u32,
+    /// Mode of files on object backends (until chmod).
+    pub file_mode: u16,
+    /// Mode of directories on object backends (until chmod).
+    pub dir_mode: u16,
+    /// Attribute and entry TTL (kernel and our cache).
+    pub attr_ttl: Duration,
+    /// TTL of negative entries in our cache.
+    pub negative_ttl: Duration,
+    /// Refuse every change with EROFS.
+    pub read_only: bool,
+    /// Where dirty data is staged (a private temp dir when None).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        FsOptions {
+            uid,
+            gid,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            attr_ttl: Duration::from_secs(1),
+            negative_ttl: Duration::from_secs(1),
+            read_only: false,
+            cache_dir: None,
+        }
+    }
+}
+
+/// Who asks for a new entry: it is created with this owner (on local mounts when the daemon
+/// runs as root; on object backends in the daemon's overlay), as a kernel filesystem does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// User id of the calling process.
+    pub uid: u32,
+    /// Group id of the calling process.
+    pub gid: u32,
+}
+
+impl Caller {
+    /// The daemon's own user and group.
+    pub fn daemon() -> Caller {
+        // SAFETY: geteuid/getegid cannot fail.
+        unsafe {
+            Caller {
+                uid: libc::geteuid(),
+                gid: libc::getegid(),
+            }
+        }
+    }
+}
+
+/// Mode, owner and times set by setattr on backends that keep none of them. They live as
+/// long as the daemon.
+#[derive(Debug, Clone, Default)]
+struct Overlay {
+    mode: Option<u16>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    atime: Option<SystemTime>,
+    mtime: Option<SystemTime>,
+}
+
+/// The filesystem: mounts, inode table, attribute cache, handles.
+#[derive(Debug)]
+pub struct Fs {
+    mounts: Vec<Arc<Mount>>,
+    opts: FsOptions,
+    inodes: Inodes,
+    cache: AttrCache<Meta>,
+    handles: Handles<Meta>,
+    stats: Stats,
+    overlay: Mutex<HashMap<Target, Overlay>>,
+    /// Directories made through this daemon on object backends: they exist even where the
+    /// server keeps no directory markers, until removed.
+    made_dirs: Mutex<HashSet<Target>>,
+    cache_dir: CacheDir,
+    started: SystemTime,
+}
+
+fn not_found(ctx: impl Into<String>) -> Error {
+    Error::new(ErrorKind::NotFound, ctx, "no such file or directory")
+}
+
+impl Fs {
+    /// A filesystem over these mounts.
+    pub fn new(mounts: Vec<Arc<Mount>>, opts: FsOptions) -> Result<Fs> {
+        let cache_dir = CacheDir::new(opts.cache_dir.as_deref())?;
+        let stats = Stats::new(mounts.iter().map(|m| m.name().to_string()).collect());
+        Ok(Fs {
+            mounts,
+            stats,
+            cache: AttrCache::new(opts.attr_ttl, opts.negative_ttl),
+            opts,
+            inodes: Inodes::new(),
+            handles: Handles::default(),
+            overlay: Mutex::default(),
+            made_dirs: Mutex::default(),
+            cache_dir,
+            started: SystemTime::now(),
+        })
+    }
+
+    /// The TTL the kernel may cache entries and attributes for.
+    pub fn ttl(&self) -> Duration {
+        self.opts.attr_ttl
+    }
+
+    /// The per-mount counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The mount an inode belongs to (None for the root and unknown inodes).
+    pub fn mount_of(&self, ino: u64) -> Option<usize> {
+        match self.inodes.target(ino) {
+            Some(Target::Path(m, _)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Every mount's counters, with the open files not uploaded yet.
+    pub async fn stats_report(&self) -> Vec<Snapshot> {
+        let mut pending = vec![0u64; self.mounts.len()];
+        for (ino, f) in self.handles.all_open() {
+            if let Some(m) = self.mount_of(ino) {
+                if f.is_dirty().await {
+                    pending[m] += 1;
+                }
+            }
+        }
+        self.stats.snapshot(&pending)
+    }
+
+    /// May a request on `ino` run on the FUSE thread that read it? Yes for the root and for
+    /// local and memory mounts, whose operations never wait on the network.
+    pub fn serves_inline(&self, ino: u64) -> bool {
+        match self.inodes.target(ino) {
+            Some(Target::Path(m, _)) => !self.mount(m).is_s3(),
+            _ => true,
+        }
+    }
+
+    /// The inode table (for tests and stats).
+    pub fn inodes(&self) -> &Inodes {
+        &self.inodes
+    }
+
+    /// A FUSE attribute struct for `ino`.
+    pub fn attr(&self, ino: u64, m: &Meta) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size: m.size,
+            blocks: m.blocks,
+            atime: m.atime,
+            mtime: m.mtime,
+            ctime: m.ctime,
+            crtime: m.ctime,
+            kind: m.kind,
+            perm: m.perm,
+            nlink: m.nlink,
+            uid: m.uid,
+            gid: m.gid,
+            rdev: 0,
+            blksize: 128 * 1024,
+            flags: 0,
+        }
+    }
+
+    fn lock_dirs(&self) -> std::sync::MutexGuard<'_, HashSet<Target>> {
+        self.made_dirs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_overlay(&self) -> std::sync::MutexGuard<'_, HashMap<Target, Overlay>> {
+        self.overlay.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mount(&self, idx: usize) -> &Arc<Mount> {
+        &self.mounts[idx]
+    }
+
+    fn ctx(&self, t: &Target) -> String {
+        match t {
+            Target::Root => "/".into(),
+            Target::Path(m, p) => self.mount(*m).ctx(p),
+        }
+    }
+
+    fn target(&self, ino: u64) -> Result<Target> {
+        self.inodes
+            .target(ino)
+            .ok_or_else(|| not_found(format!("inode {ino}")))
+    }
+
+    fn path_of(&self, ino: u64) -> Result<(usize, String)> {
+        match self.target(ino)? {
+            Target::Path(m, p) => Ok((m, p)),
+            Target::Root => Err(Error::new(
+                ErrorKind::IsADirectory,
+                "/",
+                "the root lists the mounts",
+            )),
+        }
+    }
+
+    fn child(&self, parent: u64, name: &OsStr) -> Result<Target> {
+        let pt = self.target(parent)?;
+        let name = name.to_str().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidPath,
+                format!("{}/{}", self.ctx(&pt), name.to_string_lossy()),
+                "names must be valid UTF-8",
+            )
+        })?;
+        path::check_name(name).map_err(|(k, m)| Error::new(k, self.ctx(&pt), m))?;
+        match pt {
+            Target::Root => self
+                .mounts
+                .iter()
+                .position(|m| m.name() == name)
+                .map(|i| Target::Path(i, String::new()))
+                .ok_or_else(|| not_found(format!("/{name}"))),
+            Target::Path(m, p) => Ok(Target::Path(m, path::join(&p, name))),
+        }
+    }
+
+    /// The target of a name about to be created, removed or renamed: never in the root,
+    /// which lists the mounts.
+    fn child_mut(&self, parent: u64, name: &OsStr) -> Result<Target> {
+        if parent == ROOT {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("/{}", name.to_string_lossy()),
+                "the root lists the mounts and cannot be changed",
+            ));
+        }
+        self.child(parent, name)
+    }
+
+    /// The host path of a local entry: its parent is checked to stay inside the root, the
+    /// entry itself is never followed.
+    fn host(&self, m: usize, p: &str) -> Result<Option<PathBuf>> {
+        let mount = self.mount(m);
+        match mount.local_root() {
+            None => Ok(None),
+            Some(root) => {
+                mount.check_inside(path::parent(p))?;
+                Ok(Some(if p.is_empty() {
+                    root.to_path_buf()
+                } else {
+                    root.join(p)
+                }))
+            }
+        }
+    }
+
+    fn dir_meta(&self, t: Option<&Target>) -> Meta {
+        let ov = t
+            .and_then(|t| self.lock_overlay().get(t).cloned())
+            .unwrap_or_default();
+        let mtime = ov.mtime.unwrap_or(self.started);
+        Meta {
+            kind: FileType::Directory,
+            size: 0,
+            blocks: 0,
+            atime: ov.atime.unwrap_or(mtime),
+            mtime,
+            ctime: mtime,
+            perm: ov.mode.unwrap_or(self.opts.dir_mode),
+            uid: ov.uid.unwrap_or(self.opts.uid),
+            gid: ov.gid.unwrap_or(self.opts.gid),
+            nlink: 2,
+        }
+    }
+
+    fn entry_meta(&self, t: &Target, e: &Entry) -> Meta {
+        if e.is_dir() {
+            let mut m = self.dir_meta(Some(t));
+            if self.lock_overlay().get(t).and_then(|o| o.mtime).is_none() {
+                m.mtime = e.mtime;
+                m.ctime = e.mtime;
+                m.atime = e.mtime;
+            }
+            return m;
+        }
+        let ov = self.lock_overlay().get(t).cloned().unwrap_or_default();
+        let mtime = ov.mtime.unwrap_or(e.mtime);
+        Meta {
+            kind: FileType::RegularFile,
+            size: e.size,
+            blocks: e.size.div_ceil(512),
+            atime: ov.atime.unwrap_or(mtime),
+            mtime,
+            ctime: mtime,
+            perm: ov.mode.unwrap_or(self.opts.file_mode),
+            uid: ov.uid.unwrap_or(self.opts.uid),
+            gid: ov.gid.unwrap_or(self.opts.gid),
+            nlink: 1,
+        }
+    }
+
+    /// Attributes of a target; `Ok(None)` when it does not exist.
+    async fn meta(&self, t: &Target) -> Result<Option<Meta>> {
+        let Target::Path(m, p) = t else {
+            return Ok(Some(self.dir_meta(None)));
+        };
+        let meta = if let Some(host) = self.host(*m, p)? {
+            local::lstat(&host).map_err(|e| Error::from_io(self.ctx(t), e))?
+        } else if p.is_empty() {
+            Some(self.dir_meta(Some(t)))
+        } else if let Some(size) = self.staged_size(t) {
+            // Open and written here: the daemon knows better than the backend.
+            Some(self.staged_meta(t, size))
+        } else if self.lock_dirs().contains(t) {
+            Some(self.dir_meta(Some(t)))
+        } else {
+            match self.cache.get(t) {
+                Some(v) => {
+                    self.stats.add(*m, |s| &s.cache_hits, 1);
+                    v
+                }
+                None => {
+                    self.stats.add(*m, |s| &s.cache_misses, 1);
+                    let v = self
+                        .mount(*m)
+                        .stat(p)
+                        .await?
+                        .map(|e| self.entry_meta(t, &e));
+                    self.cache.put(t.clone(), v.clone());
+                    v
+                }
+            }
+        };
+        Ok(meta)
+    }
+
+    fn staged_size(&self, t: &Target) -> Option<u64> {
+        let ino = self.inodes.peek(t)?;
+        self.handles.open_file(ino)?.staged_size()
+    }
+
+    fn staged_meta(&self, t: &Target, size: u64) -> Meta {
+        let e = Entry {
+            kind: crate::storage::mount::EntryKind::File,
+            size,
+            mtime: SystemTime::now(),
+            etag: None,
+        };
+        self.entry_meta(t, &e)
+    }
+
+    async fn meta_required(&self, t: &Target) -> Result<Meta> {
+        self.meta(t).await?.ok_or_else(|| not_found(self.ctx(t)))
+    }
+
+    /// Refuse changes on the root, on read-only filesystems and read-only mounts.
+    fn check_change(&self, t: &Target) -> Result<()> {
+        if self.opts.read_only {
+            return Err(Error::new(
+                ErrorKind::ReadOnly,
+                self.ctx(t),
+                "the filesystem is mounted read-only",
+            ));
+        }
+        match t {
+            Target::Root => Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "/",
+                "the root lists the mounts and cannot be changed",
+            )),
+            Target::Path(m, p) => {
+                let mount = self.mount(*m);
+                if !mount.permissions().can_write() {
+                    return Err(Error::new(
+                        ErrorKind::ReadOnly,
+                        mount.ctx(p),
+                        "the mount is read-only",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Refuse removing (or renaming away) a mount root, or anything on a mount without
+    /// delete permission.
+    fn check_remove(&self, t: &Target) -> Result<()> {
+        self.check_change(t)?;
+        if let Target::Path(m, p) = t {
+            if p.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Busy,
+                    self.ctx(t),
+                    "a mount's root cannot be removed or renamed",
+                ));
+            }
+            self.mount(*m).check_delete(p)?;
+        }
+        Ok(())
+    }
+
+    /// Look a name up; the inode's lookup count goes up by one.
+    pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<(u64, Meta)> {
+        let t = self.child(parent, name)?;
+        let m = self.meta_required(&t).await?;
+        Ok((self.inodes.lookup(t), m))
+    }
+
+    /// The kernel dropped `n` lookups of `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.forget(ino, n);
+    }
+
+    /// Attributes of an inode.
+    pub async fn getattr(&self, ino: u64) -> Result<Meta> {
+        let t = self.target(ino)?;
+        self.meta_required(&t).await
+    }
+
+    /// Change attributes.
+    pub async fn setattr(&self, ino: u64, set: SetAttr) -> Result<Meta> {
+        let t = self.target(ino)?;
+        self.check_change(&t)?;
+        let Target::Path(m, p) = &t else {
+            unreachable!("check_change refuses the root")
+        };
+        let (m, p) = (*m, p.as_str());
+        let ctx = self.ctx(&t);
+        let io = |e| Error::from_io(ctx.clone(), e);
+        let current = self.meta_required(&t).await?;
+        if let Some(host) = self.host(m, p)? {
+            if let Some(size) = set.size {
+                open_native(&host, true)
+                    .and_then(|f| f.set_len(size))
+                    .map_err(io)?;
+            }
+            if let Some(mode) = set.mode {
+                if current.kind == FileType::Symlink {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        ctx,
+                        "a symlink has no mode of its own",
+                    ));
+                }
+                local::chmod_nofollow(&host, mode & 0o7777).map_err(io)?;
+            }
+            if set.uid.is_some() || set.gid.is_some() {
+                std::os::unix::fs::lchown(&host, set.uid, set.gid).map_err(io)?;
+            }
+            if set.atime.is_some() || set.mtime.is_some() {
+                local::set_times(&host, set.atime, set.mtime).map_err(io)?;
+            }
+        } else {
+            if let Some(size) = set.size {
+                if current.kind == FileType::Directory {
+                    return Err(Error::is_a_directory(ctx));
+                }
+                self.truncate_object(ino, m, p, size, current.size).await?;
+            }
+            let mut ov = self.lock_overlay();
+            let o = ov.entry(t.clone()).or_default();
+            if let Some(mode) = set.mode {
+                o.mode = Some((mode & 0o7777) as u16);
+            }
+            if let Some(uid) = set.uid {
+                o.uid = Some(uid);
+            }
+            if let Some(gid) = set.gid {
+                o.gid = Some(gid);
+            }
+            if let Some(a) = set.atime {
+                o.atime = Some(a.resolve());
+            }
+            if let Some(mt) = set.mtime {
+                o.mtime = Some(mt.resolve());
+            } else if set.size.is_some() {
+                o.mtime = Some(SystemTime::now());
+            }
+        }
+        self.cache.invalidate(&t);
+        self.meta_required(&t).await
+    }
+
+    async fn truncate_object(
+        &self,
+        ino: u64,
+        m: usize,
+        p: &str,
+        size: u64,
+        current: u64,
+    ) -> Result<()> {
+        let cache = self.cache_dir.path();
+        match self.handles.open_file(ino) {
+            Some(f) => f.truncate(p, cache, size).await,
+            None => {
+                let f = OpenFile::detached(self.mount(m).clone(), current);
+                f.truncate(p, cache, size).await?;
+                f.flush(Some(p), false).await.map(|_| ())
+            }
+        }
+    }
+
+    /// The target of a symlink (local mounts).
+    pub async fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let (m, p) = self.path_of(ino)?;
+        match self.host(m, &p)? {
+            Some(h) => std::fs::read_link(&h)
+                .map(|t| t.as_os_str().as_bytes().to_vec())
+                .map_err(|e| Error::from_io(self.mount(m).ctx(&p), e)),
+            None => Err(Error::new(
+                ErrorKind::InvalidPath,
+                self.mount(m).ctx(&p),
+                "not a symlink",
+            )),
+        }
+    }
+
+    /// Filesystem figures: the host disk's for local mounts, generous constants elsewhere.
+    pub async fn statfs(&self, ino: u64) -> Result<Statfs> {
+        if let Some(Target::Path(m, _)) = self.inodes.target(ino) {
+            if let Some(root) = self.mount(m).local_root() {
+                let s =
+                    local::statvfs(root).map_err(|e| Error::from_io(self.mount(m).ctx(""), e))?;
+                return Ok(Statfs {
+                    blocks: s.f_blocks,
+                    bfree: s.f_bfree,
+                    bavail: s.f_bavail,
+                    files: s.f_files,
+                    ffree: s.f_ffree,
+                    bsize: s.f_bsize as u32,
+                    namelen: 255,
+                    frsize: s.f_frsize as u32,
+                });
+            }
+        }
+        Ok(Statfs {
+            blocks: 1 << 40,
+            bfree: 1 << 40,
+            bavail: 1 << 40,
+            files: 1 << 32,
+            ffree: 1 << 32,
+            bsize: 4096,
+            namelen: 255,
+            frsize: 4096,
+        })
+    }
+}
