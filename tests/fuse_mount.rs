@@ -6,6 +6,7 @@ mod common;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
 
 use common::{Daemon, Kind};
 
@@ -403,7 +404,7 @@ fn readonly_mount_refuses_changes_and_readwrite_refuses_deletes() {
     let d = Daemon::start_with(Kind::Local, &[], |c| {
         c.permissions(genro_storage::Permissions::ReadOnly)
     });
-    let genro_storage::Backend::Local { root, .. } = &d.config.backend else {
+    let genro_storage::Backend::Local { root, .. } = d.config.backend.clone() else {
         unreachable!()
     };
     fs::write(root.join("there"), "x").unwrap();
@@ -547,4 +548,47 @@ fn sigusr1_reports_counters_per_mount_and_failures_are_logged() {
         d.log_text()
     );
     drop(open);
+}
+
+#[test]
+fn special_files_on_local_and_eperm_elsewhere() {
+    let d = Daemon::start_with(Kind::Local, &["--allow-other"], |c| c);
+    d.sh("mkfifo p && test -p p && mknod c0 c 1 3 && test -c c0 && python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); s.bind(\"sock\")' && test -S sock");
+    let out = d.sh("stat -c '%F %t,%T' c0");
+    assert_eq!(out.trim(), "character special file 1,3");
+    // a set-group-ID directory gives its group to what other users create in it
+    d.sh("mkdir g && chown 0:4321 g && chmod 2777 g");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fs::set_permissions(d.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let t = d.path("g").display().to_string();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("touch {t}/f && mkdir {t}/d && mkfifo {t}/q"))
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for p in ["g/f", "g/d", "g/q"] {
+        let md = fs::symlink_metadata(d.path(p)).unwrap();
+        assert_eq!((md.uid(), md.gid()), (65534, 4321), "{p}");
+    }
+    assert!(fs::metadata(d.path("g/d")).unwrap().mode() & libc::S_ISGID != 0);
+    drop(d);
+    for k in [Kind::Memory, Kind::S3] {
+        let d = Daemon::start(k);
+        let out = std::process::Command::new("mkfifo")
+            .arg(d.path("p"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
+            "{k:?}"
+        );
+    }
 }

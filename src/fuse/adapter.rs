@@ -257,6 +257,25 @@ impl Filesystem for Adapter {
         });
     }
 
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let (name, caller) = (name.to_owned(), caller(req));
+        self.spawn("mknod", parent, |fs| async move {
+            match fs.mknod(parent.0, &name, mode, umask, rdev, caller).await {
+                Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
+                Err(e) => reply.error(errno(&fs, "mknod", &e)),
+            }
+        });
+    }
+
     fn symlink(
         &self,
         req: &Request,

@@ -37,10 +37,19 @@ pub fn lstat(p: &Path) -> std::io::Result<Option<Meta>> {
 /// Convert host metadata.
 pub fn meta(m: &std::fs::Metadata) -> Meta {
     let ft = m.file_type();
+    use std::os::unix::fs::FileTypeExt;
     let kind = if ft.is_dir() {
         FileType::Directory
     } else if ft.is_symlink() {
         FileType::Symlink
+    } else if ft.is_fifo() {
+        FileType::NamedPipe
+    } else if ft.is_socket() {
+        FileType::Socket
+    } else if ft.is_char_device() {
+        FileType::CharDevice
+    } else if ft.is_block_device() {
+        FileType::BlockDevice
     } else {
         FileType::RegularFile
     };
@@ -55,6 +64,18 @@ pub fn meta(m: &std::fs::Metadata) -> Meta {
         uid: m.uid(),
         gid: m.gid(),
         nlink: m.nlink() as u32,
+        rdev: m.rdev() as u32,
+    }
+}
+
+/// mknod(2) of a FIFO, socket or device node (a regular file too).
+pub fn mknod(p: &Path, mode: u32, rdev: u32) -> std::io::Result<()> {
+    let c = cstr(p)?;
+    // SAFETY: c is a valid NUL-terminated path; mode and rdev are plain integers.
+    if unsafe { libc::mknod(c.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -10,7 +10,7 @@ use crate::error::Error;
 pub const OPS: &[&str] = &[
     "lookup", "getattr", "setattr", "readlink", "mkdir", "unlink", "rmdir", "symlink", "rename",
     "link", "open", "read", "write", "flush", "release", "fsync", "opendir", "readdir", "statfs",
-    "create",
+    "create", "mknod",
 ];
 
 /// Counters of one mount.

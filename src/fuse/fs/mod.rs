@@ -49,6 +49,8 @@ pub struct Meta {
     pub gid: u32,
     /// Hard links.
     pub nlink: u32,
+    /// Device number of a device node (0 otherwise).
+    pub rdev: u32,
 }
 
 /// A time to set: now, or a given instant.
@@ -295,7 +297,7 @@ impl Fs {
             nlink: m.nlink,
             uid: m.uid,
             gid: m.gid,
-            rdev: 0,
+            rdev: m.rdev,
             blksize: 128 * 1024,
             flags: 0,
         }
@@ -404,6 +406,7 @@ impl Fs {
             uid: ov.uid.unwrap_or(self.opts.uid),
             gid: ov.gid.unwrap_or(self.opts.gid),
             nlink: 2,
+            rdev: 0,
         }
     }
 
@@ -430,6 +433,7 @@ impl Fs {
             uid: ov.uid.unwrap_or(self.opts.uid),
             gid: ov.gid.unwrap_or(self.opts.gid),
             nlink: 1,
+            rdev: 0,
         }
     }
 

@@ -46,7 +46,7 @@ impl Fs {
         if me.uid != 0 || caller == me {
             return Ok(());
         }
-        std::os::unix::fs::lchown(host, Some(caller.uid), Some(caller.gid))
+        std::os::unix::fs::lchown(host, Some(caller.uid), inherited_gid(host, caller))
             .map_err(|e| Error::from_io(self.ctx(t), e))
     }
 
@@ -169,7 +169,8 @@ impl Fs {
         };
         let me = Caller::daemon();
         if made && me.uid == 0 && caller != me {
-            std::os::unix::fs::fchown(&file, Some(caller.uid), Some(caller.gid)).map_err(err)?;
+            std::os::unix::fs::fchown(&file, Some(caller.uid), inherited_gid(host, caller))
+                .map_err(err)?;
         }
         let meta = local::meta(
             &file
@@ -421,6 +422,39 @@ impl Fs {
         self.keep_parent(m, fp).await
     }
 
+    /// Create a FIFO, socket or device node (local mounts; elsewhere EPERM, as mknod(2)
+    /// specifies for filesystems that cannot hold them).
+    pub async fn mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<(u64, Meta)> {
+        let t = self.child_mut(parent, name)?;
+        self.check_change(&t)?;
+        let Target::Path(m, p) = &t else {
+            unreachable!()
+        };
+        match self.host(*m, p)? {
+            Some(host) => {
+                let mode = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
+                local::mknod(&host, mode, rdev).map_err(|e| Error::from_io(self.ctx(&t), e))?;
+                self.give_host(&t, &host, caller)?;
+                self.cache.invalidate(&t);
+                let meta = self.meta_required(&t).await?;
+                Ok((self.inodes.lookup(t), meta))
+            }
+            None => Err(Error::new(
+                ErrorKind::NotPermitted,
+                self.ctx(&t),
+                "this backend cannot hold special files",
+            )),
+        }
+    }
+
     /// Create a symlink (local mounts; elsewhere EPERM, as symlink(2) specifies).
     pub async fn symlink(
         &self,
@@ -478,4 +512,15 @@ impl Fs {
             )),
         }
     }
+}
+
+/// The group of a new host entry: the directory's own under a set-group-ID directory (the host
+/// has given it already: keep it), the caller's otherwise.
+fn inherited_gid(host: &Path, caller: Caller) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let setgid_dir = host
+        .parent()
+        .and_then(|d| std::fs::metadata(d).ok())
+        .is_some_and(|md| md.mode() & libc::S_ISGID != 0);
+    (!setgid_dir).then_some(caller.gid)
 }
