@@ -190,6 +190,23 @@ fn cp_r_between_mounts_with_each_skip_rule() {
         let after = cat(p);
         assert_eq!(after != before, copied, "--skip {rule}: {before} → {after}");
     }
+    // on a terminal (script(1) gives it one): the progress bar and a summary
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{BIN} cp -r data:tree s3:onterm"),
+            "/dev/null",
+        ])
+        .current_dir(p)
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains("ETA") && tty.contains("3/3 files"),
+        "no progress bar: {tty:?}"
+    );
+    assert!(tty.contains("3 copied, 0 skipped, 0 failed"), "{tty:?}");
     let out = run(p, &["cp", "-r", "--skip", "maybe", "data:tree", "s3:t"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("never, exists, size, hash"));
