@@ -172,11 +172,19 @@ async fn errors_have_the_right_errno() {
     let nm = mount_ino(&fs, "n").await;
     let e = fs.rename(m, n("f"), nm, n("f"), 0).await.unwrap_err();
     assert_eq!(e.errno(), libc::EXDEV);
-    let e = fs
+    // memory mounts keep symlinks in the daemon
+    let (l, meta) = fs
         .symlink(m, n("l"), std::path::Path::new("f"), Caller::daemon())
         .await
+        .unwrap();
+    assert_eq!(meta.kind, fuser::FileType::Symlink);
+    assert_eq!(fs.readlink(l).await.unwrap(), b"f");
+    let e = fs
+        .symlink(m, n("l"), std::path::Path::new("g"), Caller::daemon())
+        .await
         .unwrap_err();
-    assert_eq!(e.errno(), libc::EPERM);
+    assert_eq!(e.errno(), libc::EEXIST);
+    fs.unlink(m, n("l")).await.unwrap();
     let ro = mount_ino(&fs, "ro").await;
     let e = fs
         .create(ro, n("x"), 0o644, 0, CREATE, Caller::daemon())

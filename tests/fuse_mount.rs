@@ -592,3 +592,22 @@ fn special_files_on_local_and_eperm_elsewhere() {
         );
     }
 }
+
+#[test]
+fn symlinks_on_memory_mounts_are_kept_by_the_daemon() {
+    let d = Daemon::start(Kind::Memory);
+    d.sh("mkdir d && echo hi > d/f && ln -s f d/l && ln -s d/f top && test -L d/l");
+    assert_eq!(d.sh("readlink d/l && cat d/l top"), "f\nhi\nhi\n");
+    assert!(d.sh("ls -l d").contains("l -> f"));
+    let e = fs::remove_dir(d.path("d")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY));
+    d.sh("mv d/l d/l2 && test -L d/l2 && ! test -e d/l && echo new > d/g && mv d/g d/l2 && ! test -L d/l2 && cat d/l2 >/dev/null");
+    assert_eq!(d.sh("cat d/l2"), "new\n");
+    d.sh("ln -s f d/l3 && mv d top2 && test -L top2/l3 && readlink top2/l3 && rm -r top2 && ! test -e top2");
+    let e = std::os::unix::fs::symlink("x", d.path("top")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
+    d.sh("rm top && ! test -L top");
+    let d = Daemon::start(Kind::S3);
+    let e = std::os::unix::fs::symlink("x", d.path("l")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+}

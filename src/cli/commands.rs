@@ -186,6 +186,8 @@ pub fn semantics(m: &Mount) -> Vec<(&'static str, String)> {
             "symlinks, hard links",
             if local {
                 object("yes (never followed by the daemon)")
+            } else if m.is_memory() {
+                object("symlinks kept by the daemon; hard links no (EPERM)")
             } else {
                 object("no (EPERM)")
             },

@@ -66,6 +66,22 @@ impl Fs {
                             });
                         }
                     }
+                    // Symlinks of memory mounts, kept by the daemon.
+                    let links: Vec<(Target, (PathBuf, SystemTime))> = self
+                        .lock_links()
+                        .iter()
+                        .filter(|(k, _)| matches!(k, Target::Path(km, kp) if km == m && !kp.is_empty() && path::parent(kp) == p))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    for (lt, (target, made)) in links {
+                        let Target::Path(_, lp) = &lt else { continue };
+                        out.retain(|e| e.name != path::basename(lp));
+                        out.push(DirEntry {
+                            name: path::basename(lp).to_string(),
+                            meta: self.link_meta(&lt, &target, made),
+                            target: Some(lt),
+                        });
+                    }
                     // Files open and written here, possibly not uploaded yet.
                     for (ino, f) in self.handles.all_open() {
                         let (Some(size), Some(ft)) = (f.staged_size(), self.inodes.target(ino))

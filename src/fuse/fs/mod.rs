@@ -210,6 +210,9 @@ pub struct Fs {
     /// Directories made through this daemon on object backends: they exist even where the
     /// server keeps no directory markers, until removed.
     made_dirs: Mutex<HashSet<Target>>,
+    /// Symlinks of memory mounts, kept by the daemon (as long as the memory they live in):
+    /// target and creation time.
+    links: Mutex<HashMap<Target, (PathBuf, SystemTime)>>,
     cache_dir: CacheDir,
     started: SystemTime,
 }
@@ -232,6 +235,7 @@ impl Fs {
             handles: Handles::default(),
             overlay: Mutex::default(),
             made_dirs: Mutex::default(),
+            links: Mutex::default(),
             cache_dir,
             started: SystemTime::now(),
         })
@@ -305,6 +309,24 @@ impl Fs {
 
     fn lock_dirs(&self) -> std::sync::MutexGuard<'_, HashSet<Target>> {
         self.made_dirs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_links(&self) -> std::sync::MutexGuard<'_, HashMap<Target, (PathBuf, SystemTime)>> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The attributes of a memory mount's symlink.
+    fn link_meta(&self, t: &Target, target: &Path, made: SystemTime) -> Meta {
+        let e = Entry {
+            kind: crate::storage::mount::EntryKind::File,
+            size: target.as_os_str().len() as u64,
+            mtime: made,
+            etag: None,
+        };
+        let mut m = self.entry_meta(t, &e);
+        m.kind = FileType::Symlink;
+        m.perm = 0o777;
+        m
     }
 
     fn lock_overlay(&self) -> std::sync::MutexGuard<'_, HashMap<Target, Overlay>> {
@@ -442,10 +464,13 @@ impl Fs {
         let Target::Path(m, p) = t else {
             return Ok(Some(self.dir_meta(None)));
         };
+        let link = self.lock_links().get(t).cloned();
         let meta = if let Some(host) = self.host(*m, p)? {
             local::lstat(&host).map_err(|e| Error::from_io(self.ctx(t), e))?
         } else if p.is_empty() {
             Some(self.dir_meta(Some(t)))
+        } else if let Some((target, made)) = link {
+            Some(self.link_meta(t, &target, made))
         } else if let Some(size) = self.staged_size(t) {
             // Open and written here: the daemon knows better than the backend.
             Some(self.staged_meta(t, size))
@@ -645,11 +670,14 @@ impl Fs {
             Some(h) => std::fs::read_link(&h)
                 .map(|t| t.as_os_str().as_bytes().to_vec())
                 .map_err(|e| Error::from_io(self.mount(m).ctx(&p), e)),
-            None => Err(Error::new(
-                ErrorKind::InvalidPath,
-                self.mount(m).ctx(&p),
-                "not a symlink",
-            )),
+            None => match self.lock_links().get(&Target::Path(m, p.clone())) {
+                Some((target, _)) => Ok(target.as_os_str().as_bytes().to_vec()),
+                None => Err(Error::new(
+                    ErrorKind::InvalidPath,
+                    self.mount(m).ctx(&p),
+                    "not a symlink",
+                )),
+            },
         }
     }
 

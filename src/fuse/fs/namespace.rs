@@ -219,6 +219,7 @@ impl Fs {
         if let Target::Path(m, p) = t {
             self.cache.invalidate_tree(*m, p);
             self.lock_dirs().retain(|k| !k.is_within(*m, p));
+            self.lock_links().retain(|k, _| !k.is_within(*m, p));
             self.lock_overlay().retain(|k, _| !k.is_within(*m, p));
         }
     }
@@ -236,6 +237,9 @@ impl Fs {
         };
         if let Some(host) = self.host(*m, p)? {
             std::fs::remove_file(&host).map_err(|e| Error::from_io(self.ctx(&t), e))?;
+        } else if meta.kind == FileType::Symlink {
+            self.mount(*m).check_delete(p)?;
+            self.lock_links().remove(&t);
         } else {
             self.mount(*m).delete_file(p).await?;
             self.keep_parent(*m, p).await?;
@@ -260,10 +264,9 @@ impl Fs {
             std::fs::remove_dir(&host).map_err(|e| Error::from_io(self.ctx(&t), e))?;
         } else {
             let mount = self.mount(*m);
-            let has_made_child = self
-                .lock_dirs()
-                .iter()
-                .any(|d| matches!(d, Target::Path(dm, dp) if dm == m && path::parent(dp) == p.as_str() && !dp.is_empty()));
+            let child_of = |d: &Target| matches!(d, Target::Path(dm, dp) if dm == m && path::parent(dp) == p.as_str() && !dp.is_empty());
+            let has_made_child =
+                self.lock_dirs().iter().any(child_of) || self.lock_links().keys().any(child_of);
             if has_made_child || !mount.list(p).await?.is_empty() {
                 return Err(Error::new(
                     ErrorKind::DirectoryNotEmpty,
@@ -336,6 +339,18 @@ impl Fs {
             }
         }
         drop(ov);
+        let mut links = self.lock_links();
+        let moved: Vec<Target> = links
+            .keys()
+            .filter(|k| k.is_within(m, fp))
+            .cloned()
+            .collect();
+        for k in moved {
+            if let (Some(v), Target::Path(km, kp)) = (links.remove(&k), &k) {
+                links.insert(Target::Path(*km, format!("{tp}{}", &kp[fp.len()..])), v);
+            }
+        }
+        drop(links);
         let mut dirs = self.lock_dirs();
         let moved: Vec<Target> = dirs
             .iter()
@@ -388,7 +403,8 @@ impl Fs {
                 (false, true) => return Err(Error::is_a_directory(self.ctx(to))),
                 (true, false) => return Err(Error::not_a_directory(self.ctx(to))),
                 (true, true) => {
-                    if !mount.list(tp).await?.is_empty() {
+                    let link_inside = self.lock_links().keys().any(|k| k.is_within(m, tp));
+                    if link_inside || !mount.list(tp).await?.is_empty() {
                         return Err(Error::new(
                             ErrorKind::DirectoryNotEmpty,
                             self.ctx(to),
@@ -399,6 +415,19 @@ impl Fs {
                 }
                 (false, false) => {}
             }
+        }
+        if src.kind == FileType::Symlink {
+            // a memory mount's symlink: the daemon's entry moves, over what was at `to`
+            mount.check_delete(fp)?;
+            let was_link = self.lock_links().remove(to).is_some();
+            if !was_link && mount.stat(tp).await?.is_some() {
+                mount.delete_file(tp).await?;
+            }
+            let link = self.lock_links().remove(from);
+            if let Some(link) = link {
+                self.lock_links().insert(to.clone(), link);
+            }
+            return Ok(());
         }
         // Dirty data of open files below the source reaches the backend before the copy.
         for (ino, f) in self.handles.all_open() {
@@ -414,6 +443,7 @@ impl Fs {
         let src_node = AsyncNode::new(mount.clone(), fp.to_string());
         let dst_node = AsyncNode::new(mount.clone(), tp.to_string());
         src_node.copy(&dst_node).await?;
+        self.lock_links().remove(to);
         if src_dir {
             mount.delete_tree(fp).await?;
         } else {
@@ -473,6 +503,16 @@ impl Fs {
                 std::os::unix::fs::symlink(target, &host)
                     .map_err(|e| Error::from_io(self.ctx(&t), e))?;
                 self.give_host(&t, &host, caller)?;
+                let meta = self.meta_required(&t).await?;
+                Ok((self.inodes.lookup(t), meta))
+            }
+            None if self.mount(*m).is_memory() => {
+                // kept by the daemon, as long as the memory mount's data
+                self.parent_dir(parent).await?;
+                self.must_not_exist(&t).await?;
+                self.lock_links()
+                    .insert(t.clone(), (target.to_path_buf(), SystemTime::now()));
+                let t = self.new_entry(t, None, caller);
                 let meta = self.meta_required(&t).await?;
                 Ok((self.inodes.lookup(t), meta))
             }
