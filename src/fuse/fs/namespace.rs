@@ -452,6 +452,21 @@ impl Fs {
         self.keep_parent(m, fp).await
     }
 
+    /// Make a host entry with `make`, give it to the caller, and look it up.
+    async fn make_host(
+        &self,
+        t: Target,
+        host: &Path,
+        caller: Caller,
+        make: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<(u64, Meta)> {
+        make(host).map_err(|e| Error::from_io(self.ctx(&t), e))?;
+        self.give_host(&t, host, caller)?;
+        self.cache.invalidate(&t);
+        let meta = self.meta_required(&t).await?;
+        Ok((self.inodes.lookup(t), meta))
+    }
+
     /// Create a FIFO, socket or device node (local mounts; elsewhere EPERM, as mknod(2)
     /// specifies for filesystems that cannot hold them).
     pub async fn mknod(
@@ -471,11 +486,8 @@ impl Fs {
         match self.host(*m, p)? {
             Some(host) => {
                 let mode = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
-                local::mknod(&host, mode, rdev).map_err(|e| Error::from_io(self.ctx(&t), e))?;
-                self.give_host(&t, &host, caller)?;
-                self.cache.invalidate(&t);
-                let meta = self.meta_required(&t).await?;
-                Ok((self.inodes.lookup(t), meta))
+                self.make_host(t, &host, caller, |h| local::mknod(h, mode, rdev))
+                    .await
             }
             None => Err(Error::new(
                 ErrorKind::NotPermitted,
@@ -500,11 +512,8 @@ impl Fs {
         };
         match self.host(*m, p)? {
             Some(host) => {
-                std::os::unix::fs::symlink(target, &host)
-                    .map_err(|e| Error::from_io(self.ctx(&t), e))?;
-                self.give_host(&t, &host, caller)?;
-                let meta = self.meta_required(&t).await?;
-                Ok((self.inodes.lookup(t), meta))
+                self.make_host(t, &host, caller, |h| std::os::unix::fs::symlink(target, h))
+                    .await
             }
             None if self.mount(*m).is_memory() => {
                 // kept by the daemon, as long as the memory mount's data
