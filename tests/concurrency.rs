@@ -29,7 +29,7 @@ fn rewrite_and_read_back_local() {
 }
 #[test]
 fn rewrite_and_read_back_memory() {
-    rewrite_and_read_back(Kind::Memory, 1500)
+    rewrite_and_read_back(Kind::Memory, 3000)
 }
 #[test]
 fn rewrite_and_read_back_s3() {
