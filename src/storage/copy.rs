@@ -97,7 +97,7 @@ pub struct Progress {
     pub files_total: usize,
     /// Bytes copied so far.
     pub bytes_done: u64,
-    /// Bytes of the files that will be copied or looked at.
+    /// Bytes the copy will move: the files' sizes, less those of files found to be skipped.
     pub bytes_total: u64,
 }
 
@@ -289,15 +289,18 @@ pub async fn copy_with(
     });
     let bytes = AtomicU64::new(0);
     let files = AtomicUsize::new(0);
-    let tell = |db: u64, df: usize| {
+    // `skipped`: bytes of a file that will not be copied leave the total, so that the total
+    // is what a finished copy has moved.
+    let tell = |db: u64, df: usize, skipped: u64| {
         let b = bytes.fetch_add(db, Ordering::Relaxed) + db;
         let f = files.fetch_add(df, Ordering::Relaxed) + df;
+        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+        p.bytes_total -= skipped.min(p.bytes_total);
+        p.bytes_done = p.bytes_done.max(b);
+        p.files_done = p.files_done.max(f);
+        let snapshot = *p;
+        drop(p);
         if let Some(cb) = &opts.on_progress {
-            let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
-            p.bytes_done = p.bytes_done.max(b);
-            p.files_done = p.files_done.max(f);
-            let snapshot = *p;
-            drop(p);
             cb(&snapshot);
         }
     };
@@ -306,8 +309,12 @@ pub async fn copy_with(
             let tell = &tell;
             async move {
                 let (s, d) = (below(src, &job.rel), below(dest, &job.rel));
-                let r = copy_one(&s, &job.entry, &d, opts, &|n| tell(n, 0)).await;
-                tell(0, 1);
+                let r = copy_one(&s, &job.entry, &d, opts, &|n| tell(n, 0, 0)).await;
+                let skipped = match &r {
+                    Ok(Some(_)) => job.entry.size,
+                    _ => 0,
+                };
+                tell(0, 1, skipped);
                 (s.fullpath(), r, job.entry.size)
             }
         }))
