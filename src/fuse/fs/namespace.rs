@@ -497,7 +497,8 @@ impl Fs {
         }
     }
 
-    /// Create a symlink (local mounts; elsewhere EPERM, as symlink(2) specifies).
+    /// Create a symlink: on the host for local mounts, kept by the daemon for memory mounts;
+    /// EPERM on S3, as symlink(2) specifies for filesystems that cannot hold them.
     pub async fn symlink(
         &self,
         parent: u64,
