@@ -38,10 +38,11 @@ impl Adapter {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.fs.stats().request(self.fs.mount_of(ino.0), op);
+        let mount = self.fs.mount_of(ino.0);
+        self.fs.stats().request(mount, op);
         run_caught(
             &self.rt,
-            self.fs.serves_inline(ino.0),
+            self.fs.serves_inline(mount),
             op,
             f(self.fs.clone()),
         );

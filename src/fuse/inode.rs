@@ -90,6 +90,15 @@ impl Inodes {
         self.lock().slots.get(&ino).and_then(|s| s.target.clone())
     }
 
+    /// The mount of an inode (None for the root and unknown or unlinked inodes), without
+    /// copying its path: asked once per kernel request.
+    pub fn mount_of(&self, ino: u64) -> Option<usize> {
+        match self.lock().slots.get(&ino).and_then(|s| s.target.as_ref()) {
+            Some(Target::Path(m, _)) => Some(*m),
+            _ => None,
+        }
+    }
+
     /// Is the inode known at all (unlinked ones included)?
     pub fn known(&self, ino: u64) -> bool {
         self.lock().slots.contains_key(&ino)

@@ -253,10 +253,7 @@ impl Fs {
 
     /// The mount an inode belongs to (None for the root and unknown inodes).
     pub fn mount_of(&self, ino: u64) -> Option<usize> {
-        match self.inodes.target(ino) {
-            Some(Target::Path(m, _)) => Some(m),
-            _ => None,
-        }
+        self.inodes.mount_of(ino)
     }
 
     /// Every mount's counters, with the open files not uploaded yet.
@@ -272,13 +269,11 @@ impl Fs {
         self.stats.snapshot(&pending)
     }
 
-    /// May a request on `ino` run on the FUSE thread that read it? Yes for the root and for
-    /// local and memory mounts, whose operations never wait on the network.
-    pub fn serves_inline(&self, ino: u64) -> bool {
-        match self.inodes.target(ino) {
-            Some(Target::Path(m, _)) => !self.mount(m).is_s3(),
-            _ => true,
-        }
+    /// May a request on an inode of `mount` ([`Fs::mount_of`]) run on the FUSE thread that
+    /// read it? Yes for the root and for local and memory mounts, whose operations never wait
+    /// on the network.
+    pub fn serves_inline(&self, mount: Option<usize>) -> bool {
+        mount.is_none_or(|m| !self.mount(m).is_s3())
     }
 
     /// The inode table (for tests and stats).
