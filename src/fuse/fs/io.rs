@@ -127,18 +127,19 @@ impl Fs {
 
     /// close(2) of a descriptor: the backend holds every byte once this returns Ok.
     pub async fn flush(&self, ino: u64, fh: u64) -> Result<()> {
-        let h = self.handles.file(fh)?;
-        h.pending.store(false, Ordering::Release);
-        self.upload(ino, &h.file, false)
-            .await
-            .inspect_err(|_| h.pending.store(true, Ordering::Release))
+        self.flush_handle(ino, fh, false).await
     }
 
     /// fsync(2): as flush, and local data reaches the disk.
     pub async fn fsync(&self, ino: u64, fh: u64) -> Result<()> {
+        self.flush_handle(ino, fh, true).await
+    }
+
+    /// Upload through handle `fh`; its writes stay pending (for its release) if that fails.
+    async fn flush_handle(&self, ino: u64, fh: u64, sync: bool) -> Result<()> {
         let h = self.handles.file(fh)?;
         h.pending.store(false, Ordering::Release);
-        self.upload(ino, &h.file, true)
+        self.upload(ino, &h.file, sync)
             .await
             .inspect_err(|_| h.pending.store(true, Ordering::Release))
     }
