@@ -70,6 +70,49 @@ fn rewrite_and_read_back(kind: Kind, cycles: usize) {
     });
 }
 
+/// 16 threads open, write, read and close one file at once: each open may race with the
+/// last release of another handle of the same inode. Regression: the release dropped the
+/// inode's open state while the racing open took a handle on it, the next open made a second
+/// passthrough registration for the same inode, and the kernel failed that open with EIO.
+fn open_close_one_file(kind: Kind, cycles: usize) {
+    let cycles = if common::long_mode() {
+        cycles * 10
+    } else {
+        cycles
+    };
+    let d = Daemon::start(kind);
+    let p = d.path("one");
+    fs::write(&p, b"start").unwrap();
+    std::thread::scope(|s| {
+        for w in 0..WORKERS {
+            let p = &p;
+            s.spawn(move || {
+                for n in 0..cycles {
+                    let r = if n % 2 == 0 {
+                        fs::write(p, format!("{w}:{n}")).map(|_| ())
+                    } else {
+                        fs::read(p).map(|_| ())
+                    };
+                    if let Err(e) = r {
+                        panic!("{kind:?} worker {w} cycle {n}: {e}");
+                    }
+                }
+            });
+        }
+    });
+    let got = String::from_utf8(fs::read(&p).unwrap()).unwrap();
+    assert!(got.contains(':'), "{kind:?}: {got:?} is none of the writes");
+}
+
+#[test]
+fn open_close_one_file_local() {
+    open_close_one_file(Kind::Local, 2000)
+}
+#[test]
+fn open_close_one_file_memory() {
+    open_close_one_file(Kind::Memory, 300)
+}
+
 const WORKERS: u64 = 16;
 
 fn run(kind: Kind) {

@@ -34,18 +34,42 @@ impl Fs {
         if writable || trunc {
             self.check_change(t)?;
         }
+        let append = flags & libc::O_APPEND != 0;
         let host = self.host(*m, p)?;
-        let (fh, h) = self.handles.open(
-            ino,
-            self.mount(*m),
-            host.as_deref(),
-            size,
-            writable,
-            flags & libc::O_APPEND != 0,
-            new_file.then(|| self.cache_dir.path()),
-        )?;
+        let (fh, h) = if host.is_some() {
+            // The host file is found by path: by the inode's path now, with renames and
+            // unlinks held off (the one above may be stale).
+            let _ns = self.ns_stable();
+            match self.inodes.target(ino) {
+                Some(Target::Path(m2, p2)) if m2 == *m => self.handles.open(
+                    ino,
+                    self.mount(*m),
+                    self.host(m2, &p2)?.as_deref(),
+                    size,
+                    writable,
+                    append,
+                    None,
+                )?,
+                // Unlinked meanwhile: only a handle still open on it can serve.
+                _ => self
+                    .handles
+                    .open_existing(ino, writable, append)
+                    .ok_or_else(|| not_found(self.ctx(t)))?,
+            }
+        } else {
+            self.handles.open(
+                ino,
+                self.mount(*m),
+                None,
+                size,
+                writable,
+                append,
+                new_file.then(|| self.cache_dir.path()),
+            )?
+        };
         self.inodes.open(ino);
-        if trunc && size > 0 {
+        // (A local file's size may have changed since the stat above: always truncate it.)
+        if trunc && (size > 0 || host.is_some()) {
             if let Err(e) = h.file.truncate(p, self.cache_dir.path(), 0).await {
                 self.release(ino, fh).await.ok();
                 return Err(e);

@@ -215,6 +215,11 @@ pub struct Fs {
     links: Mutex<HashMap<Target, (PathBuf, SystemTime)>>,
     cache_dir: CacheDir,
     started: SystemTime,
+    /// Local mounts: a host rename or unlink and the inode table's change are one step for
+    /// an open, which finds its inode's host file by path (the kernel does not order opens
+    /// with renames, so the path could otherwise name another file by then). Never held
+    /// across an await.
+    ns: std::sync::RwLock<()>,
 }
 
 fn not_found(ctx: impl Into<String>) -> Error {
@@ -238,6 +243,7 @@ impl Fs {
             links: Mutex::default(),
             cache_dir,
             started: SystemTime::now(),
+            ns: std::sync::RwLock::new(()),
         })
     }
 
@@ -322,6 +328,16 @@ impl Fs {
         m.kind = FileType::Symlink;
         m.perm = 0o777;
         m
+    }
+
+    /// See `ns`: held by a local rename or unlink.
+    fn ns_change(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.ns.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// See `ns`: held by an open while it finds its host file.
+    fn ns_stable(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.ns.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_overlay(&self) -> std::sync::MutexGuard<'_, HashMap<Target, Overlay>> {
@@ -571,6 +587,9 @@ impl Fs {
 
     /// Attributes of an inode.
     pub async fn getattr(&self, ino: u64) -> Result<Meta> {
+        if let Some(meta) = self.getattr_local(ino)? {
+            return Ok(meta);
+        }
         let t = self.target(ino)?;
         self.meta_required(&t).await
     }
@@ -584,37 +603,17 @@ impl Fs {
         };
         let (m, p) = (*m, p.as_str());
         let ctx = self.ctx(&t);
-        let io = |e| Error::from_io(ctx.clone(), e);
+        if self.host(m, p)?.is_some() {
+            return self.setattr_local(ino, &set);
+        }
         let current = self.meta_required(&t).await?;
-        if let Some(host) = self.host(m, p)? {
-            if let Some(size) = set.size {
-                open_native(&host, true)
-                    .and_then(|f| f.set_len(size))
-                    .map_err(io)?;
+        if let Some(size) = set.size {
+            if current.kind == FileType::Directory {
+                return Err(Error::is_a_directory(ctx));
             }
-            if let Some(mode) = set.mode {
-                if current.kind == FileType::Symlink {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        ctx,
-                        "a symlink has no mode of its own",
-                    ));
-                }
-                local::chmod_nofollow(&host, mode & 0o7777).map_err(io)?;
-            }
-            if set.uid.is_some() || set.gid.is_some() {
-                std::os::unix::fs::lchown(&host, set.uid, set.gid).map_err(io)?;
-            }
-            if set.atime.is_some() || set.mtime.is_some() {
-                local::set_times(&host, set.atime, set.mtime).map_err(io)?;
-            }
-        } else {
-            if let Some(size) = set.size {
-                if current.kind == FileType::Directory {
-                    return Err(Error::is_a_directory(ctx));
-                }
-                self.truncate_object(ino, m, p, size, current.size).await?;
-            }
+            self.truncate_object(ino, m, p, size, current.size).await?;
+        }
+        {
             let mut ov = self.lock_overlay();
             let o = ov.entry(t.clone()).or_default();
             if let Some(mode) = set.mode {
@@ -637,6 +636,65 @@ impl Fs {
         }
         self.cache.invalidate(&t);
         self.meta_required(&t).await
+    }
+
+    /// Local mounts: attributes of what the inode is now, read with renames and unlinks held
+    /// off (a rename may have put another file at the path it had a moment ago); None on
+    /// other backends.
+    fn getattr_local(&self, ino: u64) -> Result<Option<Meta>> {
+        let _ns = self.ns_stable();
+        let t = self.target(ino)?;
+        let Target::Path(m, p) = &t else {
+            return Ok(None);
+        };
+        let Some(host) = self.host(*m, p)? else {
+            return Ok(None);
+        };
+        local::lstat(&host)
+            .map_err(|e| Error::from_io(self.ctx(&t), e))?
+            .ok_or_else(|| not_found(self.ctx(&t)))
+            .map(Some)
+    }
+
+    /// setattr on a local mount: applied to the host file the inode is now (see
+    /// `getattr_local`).
+    fn setattr_local(&self, ino: u64, set: &SetAttr) -> Result<Meta> {
+        let _ns = self.ns_stable();
+        let t = self.target(ino)?;
+        let Target::Path(m, p) = &t else {
+            unreachable!("check_change refuses the root")
+        };
+        let host = self.host(*m, p)?.expect("a local mount");
+        let ctx = self.ctx(&t);
+        let io = |e| Error::from_io(ctx.clone(), e);
+        let current = local::lstat(&host)
+            .map_err(io)?
+            .ok_or_else(|| not_found(ctx.clone()))?;
+        if let Some(size) = set.size {
+            open_native(&host, true)
+                .and_then(|f| f.set_len(size))
+                .map_err(io)?;
+        }
+        if let Some(mode) = set.mode {
+            if current.kind == FileType::Symlink {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    ctx,
+                    "a symlink has no mode of its own",
+                ));
+            }
+            local::chmod_nofollow(&host, mode & 0o7777).map_err(io)?;
+        }
+        if set.uid.is_some() || set.gid.is_some() {
+            std::os::unix::fs::lchown(&host, set.uid, set.gid).map_err(io)?;
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            local::set_times(&host, set.atime, set.mtime).map_err(io)?;
+        }
+        self.cache.invalidate(&t);
+        local::lstat(&host)
+            .map_err(io)?
+            .ok_or_else(|| not_found(ctx.clone()))
     }
 
     async fn truncate_object(

@@ -236,7 +236,10 @@ impl Fs {
             unreachable!()
         };
         if let Some(host) = self.host(*m, p)? {
+            let _ns = self.ns_change();
             std::fs::remove_file(&host).map_err(|e| Error::from_io(self.ctx(&t), e))?;
+            self.forget_path(&t);
+            return Ok(());
         } else if meta.kind == FileType::Symlink {
             self.mount(*m).check_delete(p)?;
             self.lock_links().remove(&t);
@@ -311,11 +314,15 @@ impl Fs {
         if fp == tp {
             return Ok(());
         }
-        if let (Some(hf), Some(ht)) = (self.host(m, fp)?, self.host(m, tp)?) {
+        // Local: the host rename and the inode table change as one step for opens (below).
+        let _ns = if let (Some(hf), Some(ht)) = (self.host(m, fp)?, self.host(m, tp)?) {
+            let ns = self.ns_change();
             local::rename(&hf, &ht, flags).map_err(|e| Error::from_io(self.ctx(&from), e))?;
+            Some(ns)
         } else {
             self.rename_object(m, &from, &to, fp, tp, flags).await?;
-        }
+            None
+        };
         self.cache.invalidate_tree(m, fp);
         self.cache.invalidate_tree(m, tp);
         if flags & libc::RENAME_EXCHANGE != 0 {

@@ -1,19 +1,16 @@
-//! Open files and directories. One [`OpenFile`] per inode is shared by all its handles, so
-//! dup'd descriptors and other handles read their writes. Its body is the host file itself on
-//! local mounts, and on object backends either remote (reads with a growing read-ahead window)
-//! or a copy staged on local disk that `flush`/`fsync` upload.
+//! One open file: an [`OpenFile`] per inode shared by all its handles (the host file on local
+//! mounts; on object backends remote reads with a growing read-ahead window, or a copy staged
+//! on local disk that `flush`/`fsync` upload), and a [`FileHandle`] per open.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::fuse::inode::Target;
 use crate::storage::mount::{Mount, CHUNK};
 
 /// Smallest and largest read-ahead windows of a sequential reader.
@@ -136,7 +133,7 @@ pub struct OpenFile {
     /// that getattr never waits for an upload).
     size: AtomicU64,
     staged: std::sync::atomic::AtomicBool,
-    handles: AtomicUsize,
+    pub(super) handles: AtomicUsize,
 }
 
 /// One open file handle.
@@ -156,28 +153,21 @@ pub struct FileHandle {
     readahead: tokio::sync::Mutex<ReadAhead>,
 }
 
-/// A directory entry snapshot taken by opendir.
-#[derive(Debug, Clone)]
-pub struct DirEntry<M> {
-    /// Name in the directory.
-    pub name: String,
-    /// What it stands for (None for `.` and `..`).
-    pub target: Option<Target>,
-    /// Its attributes.
-    pub meta: M,
-}
-
-/// An open directory: the listing, so offsets stay stable across readdir calls.
-#[derive(Debug)]
-pub struct DirHandle<M> {
-    /// The directory's inode.
-    pub ino: u64,
-    /// The entries, `.` and `..` first.
-    pub entries: Arc<Vec<DirEntry<M>>>,
-}
-
 fn io_err(ctx: &str, e: std::io::Error) -> Error {
     Error::from_io(ctx.to_string(), e)
+}
+
+impl FileHandle {
+    pub(super) fn new(ino: u64, file: Arc<OpenFile>, writable: bool, append: bool) -> Self {
+        FileHandle {
+            ino,
+            file,
+            writable,
+            append,
+            pending: std::sync::atomic::AtomicBool::new(false),
+            readahead: tokio::sync::Mutex::default(),
+        }
+    }
 }
 
 impl OpenFile {
@@ -196,7 +186,26 @@ impl OpenFile {
         }
     }
 
-    /// An open file not registered in the handle table (a truncate without an open handle).
+    /// A host file of a local mount, of its current size.
+    pub(super) fn native(mount: Arc<Mount>, file: File) -> Self {
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        OpenFile::new(mount, Body::Native(Arc::new(file)), size)
+    }
+
+    /// A new file on an object backend, staged empty and dirty (its first upload happens at
+    /// close).
+    pub(super) fn new_staged(mount: Arc<Mount>, file: File) -> Self {
+        let body = Body::Staged {
+            file: Arc::new(file),
+            dirty: true,
+            stream: Stream::Unstarted,
+            base: None,
+        };
+        OpenFile::new(mount, body, 0)
+    }
+
+    /// A file read from its backend until written (also: a truncate without an open handle,
+    /// not registered in the handle table).
     pub fn detached(mount: Arc<Mount>, size: u64) -> Self {
         OpenFile::new(mount, Body::Remote, size)
     }
@@ -578,7 +587,7 @@ impl OpenFile {
 
 /// A private, unlinked file to stage a file being written: in the cache directory, or in
 /// RAM (memfd) for memory mounts, whose data lives in RAM anyway.
-fn staging_file(mount: &Mount, cache_dir: &Path) -> Result<File> {
+pub(super) fn staging_file(mount: &Mount, cache_dir: &Path) -> Result<File> {
     if mount.is_memory() {
         // SAFETY: a valid NUL-terminated name; the returned descriptor is owned by the File.
         let fd = unsafe { libc::memfd_create(c"genro-staging".as_ptr(), libc::MFD_CLOEXEC) };
@@ -594,7 +603,7 @@ fn staging_file(mount: &Mount, cache_dir: &Path) -> Result<File> {
 
 /// Open a host file read-write where permitted (read-only otherwise), so that every handle
 /// of an inode shares one descriptor.
-fn open_shared(host: &Path) -> std::io::Result<File> {
+pub(super) fn open_shared(host: &Path) -> std::io::Result<File> {
     match open_native(host, true) {
         Err(e)
             if matches!(
@@ -639,237 +648,4 @@ async fn upload(mount: &Mount, path: &str, file: &File, size: u64) -> Result<()>
         off += n as u64;
     }
     mount.close_writer(path, w, size).await
-}
-
-/// The table of open handles and of per-inode open files.
-#[derive(Debug)]
-pub struct Handles<M> {
-    next: AtomicU64,
-    files: Mutex<HashMap<u64, Arc<FileHandle>>>,
-    dirs: Mutex<HashMap<u64, Arc<DirHandle<M>>>>,
-    open: Mutex<HashMap<u64, Arc<OpenFile>>>,
-}
-
-impl<M> Default for Handles<M> {
-    fn default() -> Self {
-        Handles {
-            next: AtomicU64::new(1),
-            files: Mutex::default(),
-            dirs: Mutex::default(),
-            open: Mutex::default(),
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl<M> Handles<M> {
-    /// The open file of an inode, if any handle is open on it.
-    pub fn open_file(&self, ino: u64) -> Option<Arc<OpenFile>> {
-        lock(&self.open).get(&ino).cloned()
-    }
-
-    /// Every open file (for flushing at shutdown).
-    pub fn all_open(&self) -> Vec<(u64, Arc<OpenFile>)> {
-        lock(&self.open)
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect()
-    }
-
-    /// Open a handle on a local file just opened (or created) by the caller; when the inode
-    /// is open already, its shared descriptor serves and `file` is closed.
-    pub fn open_file_with(
-        &self,
-        ino: u64,
-        mount: &Arc<Mount>,
-        file: File,
-        append: bool,
-    ) -> (u64, Arc<FileHandle>) {
-        let shared = {
-            let mut open = lock(&self.open);
-            open.entry(ino)
-                .or_insert_with(|| {
-                    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                    Arc::new(OpenFile::new(
-                        mount.clone(),
-                        Body::Native(Arc::new(file)),
-                        size,
-                    ))
-                })
-                .clone()
-        };
-        self.add_handle(ino, shared, true, append)
-    }
-
-    fn add_handle(
-        &self,
-        ino: u64,
-        file: Arc<OpenFile>,
-        writable: bool,
-        append: bool,
-    ) -> (u64, Arc<FileHandle>) {
-        file.handles.fetch_add(1, Ordering::AcqRel);
-        let fh = self.next.fetch_add(1, Ordering::Relaxed);
-        let h = Arc::new(FileHandle {
-            ino,
-            file,
-            writable,
-            append,
-            pending: std::sync::atomic::AtomicBool::new(false),
-            readahead: tokio::sync::Mutex::default(),
-        });
-        lock(&self.files).insert(fh, h.clone());
-        (fh, h)
-    }
-
-    /// Open a handle on `ino`. `host` is the local file (local mounts), `size` the current
-    /// size on object backends; `new_file` starts an object-backend file empty and dirty, so
-    /// that its first upload happens at close.
-    #[allow(clippy::too_many_arguments)]
-    pub fn open(
-        &self,
-        ino: u64,
-        mount: &Arc<Mount>,
-        host: Option<&Path>,
-        size: u64,
-        writable: bool,
-        append: bool,
-        new_file: Option<&Path>,
-    ) -> Result<(u64, Arc<FileHandle>)> {
-        let file = {
-            let mut open = lock(&self.open);
-            match open.get(&ino) {
-                Some(f) => f.clone(),
-                None => {
-                    let (body, size) = match (host, new_file) {
-                        (Some(h), _) => (
-                            Body::Native(Arc::new(
-                                open_shared(h)
-                                    .map_err(|e| Error::from_io(h.display().to_string(), e))?,
-                            )),
-                            size,
-                        ),
-                        (None, Some(cache_dir)) => {
-                            let t = staging_file(mount, cache_dir)?;
-                            (
-                                Body::Staged {
-                                    file: Arc::new(t),
-                                    dirty: true,
-                                    stream: Stream::Unstarted,
-                                    base: None,
-                                },
-                                0,
-                            )
-                        }
-                        (None, None) => (Body::Remote, size),
-                    };
-                    let f = Arc::new(OpenFile::new(mount.clone(), body, size));
-                    open.insert(ino, f.clone());
-                    f
-                }
-            }
-        };
-        let (fh, h) = self.add_handle(ino, file, writable, append);
-        // A file created by this handle is its to upload, even with no write and no flush
-        // (O_CREAT|O_RDONLY gets no FLUSH from the kernel).
-        h.pending
-            .store(new_file.is_some(), std::sync::atomic::Ordering::Release);
-        Ok((fh, h))
-    }
-
-    /// A file handle.
-    pub fn file(&self, fh: u64) -> Result<Arc<FileHandle>> {
-        lock(&self.files).get(&fh).cloned().ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidPath,
-                format!("fh {fh}"),
-                "bad file handle",
-            )
-        })
-    }
-
-    /// Drop a file handle; returns the open file and whether it was the inode's last handle.
-    pub fn release(&self, fh: u64) -> Option<(Arc<FileHandle>, bool)> {
-        let h = lock(&self.files).remove(&fh)?;
-        let last = h.file.handles.fetch_sub(1, Ordering::AcqRel) == 1;
-        if last {
-            let mut open = lock(&self.open);
-            if open
-                .get(&h.ino)
-                .is_some_and(|f| Arc::ptr_eq(f, &h.file) && f.handle_count() == 0)
-            {
-                open.remove(&h.ino);
-            }
-        }
-        Some((h, last))
-    }
-
-    /// Store a directory listing; returns its handle.
-    pub fn open_dir(&self, ino: u64, entries: Vec<DirEntry<M>>) -> u64 {
-        let fh = self.next.fetch_add(1, Ordering::Relaxed);
-        lock(&self.dirs).insert(
-            fh,
-            Arc::new(DirHandle {
-                ino,
-                entries: Arc::new(entries),
-            }),
-        );
-        fh
-    }
-
-    /// A directory handle.
-    pub fn dir(&self, fh: u64) -> Result<Arc<DirHandle<M>>> {
-        lock(&self.dirs).get(&fh).cloned().ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidPath,
-                format!("fh {fh}"),
-                "bad directory handle",
-            )
-        })
-    }
-
-    /// Drop a directory handle.
-    pub fn release_dir(&self, fh: u64) {
-        lock(&self.dirs).remove(&fh);
-    }
-}
-
-/// Where staged data goes: a private directory, removed when dropped.
-#[derive(Debug)]
-pub struct CacheDir {
-    path: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-}
-
-impl CacheDir {
-    /// Use `dir` (created if missing), or a private temp dir.
-    pub fn new(dir: Option<&Path>) -> Result<CacheDir> {
-        match dir {
-            Some(d) => {
-                std::fs::create_dir_all(d)
-                    .map_err(|e| Error::from_io(format!("cache dir {}", d.display()), e))?;
-                Ok(CacheDir {
-                    path: d.to_path_buf(),
-                    _tmp: None,
-                })
-            }
-            None => {
-                let t = tempfile::Builder::new()
-                    .prefix("genro-storage-cache-")
-                    .tempdir()
-                    .map_err(|e| Error::from_io("cache dir", e))?;
-                Ok(CacheDir {
-                    path: t.path().to_path_buf(),
-                    _tmp: Some(t),
-                })
-            }
-        }
-    }
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
