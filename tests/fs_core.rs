@@ -430,3 +430,45 @@ async fn overwrites_from_the_start_keep_or_replace_the_rest() {
     fs.release(ino, fh).await.unwrap();
     assert_eq!(read_file(&fs, ino).await, b"+BC-EFGHIJKL");
 }
+
+/// A memory mount's store takes the staged pages at upload without a copy: a later write or
+/// truncate through a handle still open must change a copy, never what the store (or a
+/// reader holding its bytes) already has.
+#[tokio::test]
+async fn memory_upload_shares_pages_and_later_changes_copy_them() {
+    let store = Mount::new(MountConfig::memory("m")).unwrap();
+    let fs = Fs::new(vec![store.clone()], FsOptions::default()).unwrap();
+    let m = mount_ino(&fs, "m").await;
+    let (ino, _, o) = fs
+        .create(m, n("f"), 0o644, 0, CREATE, Caller::daemon())
+        .await
+        .unwrap();
+    let data: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+    fs.write(ino, o.fh, 0, &data).await.unwrap();
+    fs.fsync(ino, o.fh).await.unwrap();
+    let held = store.read_all("f").await.unwrap();
+    assert!(held == data, "the store holds the file after fsync");
+
+    fs.write(ino, o.fh, 1, b"XYZ").await.unwrap();
+    assert!(
+        store.read_all("f").await.unwrap() == data,
+        "not uploaded yet"
+    );
+    assert!(held == data, "bytes already read never change");
+    let set = SetAttr {
+        size: Some(1 << 20),
+        ..Default::default()
+    };
+    fs.setattr(ino, set).await.unwrap();
+    fs.fsync(ino, o.fh).await.unwrap();
+    let mut want = data[..1 << 20].to_vec();
+    want[1..4].copy_from_slice(b"XYZ");
+    assert!(store.read_all("f").await.unwrap() == want);
+    assert!(held == data, "bytes read before the truncate never change");
+
+    fs.write(ino, o.fh, 0, b"again").await.unwrap();
+    fs.release(ino, o.fh).await.unwrap();
+    want[..5].copy_from_slice(b"again");
+    assert!(store.read_all("f").await.unwrap() == want);
+    assert_eq!(read_file(&fs, ino).await, want);
+}

@@ -228,19 +228,21 @@ impl Fs {
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let t = self.child_mut(parent, name)?;
         self.check_remove(&t)?;
-        let meta = self.meta_required(&t).await?;
-        if meta.kind == FileType::Directory {
-            return Err(Error::is_a_directory(self.ctx(&t)));
-        }
         let Target::Path(m, p) = &t else {
-            unreachable!()
+            unreachable!("check_remove refuses the root")
         };
         if let Some(host) = self.host(*m, p)? {
+            // unlink(2) itself says ENOENT, or EISDIR for a directory: no stat first.
             let _ns = self.ns_change();
             std::fs::remove_file(&host).map_err(|e| Error::from_io(self.ctx(&t), e))?;
             self.forget_path(&t);
             return Ok(());
-        } else if meta.kind == FileType::Symlink {
+        }
+        let meta = self.meta_required(&t).await?;
+        if meta.kind == FileType::Directory {
+            return Err(Error::is_a_directory(self.ctx(&t)));
+        }
+        if meta.kind == FileType::Symlink {
             self.mount(*m).check_delete(p)?;
             self.lock_links().remove(&t);
         } else {

@@ -69,6 +69,9 @@ enum Body {
         /// The backend's object, not fetched yet past what was overwritten in order from
         /// offset 0 (an overwrite from the start may never need it).
         base: Option<Base>,
+        /// Memory mounts: the last upload handed the staged file's own pages to the store
+        /// (a read-only mapping, no copy); the next change copies them first.
+        shared: bool,
     },
 }
 
@@ -200,6 +203,7 @@ impl OpenFile {
             dirty: true,
             stream: Stream::Unstarted,
             base: None,
+            shared: false,
         };
         OpenFile::new(mount, body, 0)
     }
@@ -375,12 +379,27 @@ impl OpenFile {
                 dirty: true,
                 stream: Stream::Unstarted,
                 base,
+                shared: false,
             };
             self.staged.store(true, Ordering::Release);
         }
         match body {
             Body::Native(f) => Ok(f),
-            Body::Staged { file, dirty, .. } => {
+            Body::Staged {
+                file,
+                dirty,
+                shared,
+                ..
+            } => {
+                if *shared {
+                    // the store holds these pages: change a copy of them
+                    let size = file.metadata().map_err(|e| io_err("staged copy", e))?.len();
+                    let copy = staging_file(&self.mount, cache_dir)?;
+                    copy.write_all_at(&map_file(file, size)?, 0)
+                        .map_err(|e| io_err("staged copy", e))?;
+                    *file = Arc::new(copy);
+                    *shared = false;
+                }
                 *dirty = true;
                 Ok(file)
             }
@@ -478,6 +497,10 @@ impl OpenFile {
     /// ends the streaming (the staged copy is then uploaded at close). A streaming failure
     /// is not the application's: the staged copy still holds the bytes.
     async fn feed(&self, stream: &mut Stream, path: &str, off: u64, data: &[u8]) {
+        if matches!(stream, Stream::Unstarted) && self.mount.is_memory() {
+            // nothing to overlap on a memory mount: close hands the staged pages over
+            *stream = Stream::Off;
+        }
         if matches!(stream, Stream::Unstarted) {
             *stream = match (off, self.mount.writer(path).await) {
                 (0, Ok(writer)) => Stream::Active {
@@ -544,6 +567,7 @@ impl OpenFile {
                 dirty,
                 stream,
                 base,
+                shared,
             } => {
                 let Some(path) = path else {
                     stream.stop(&self.mount);
@@ -570,7 +594,13 @@ impl OpenFile {
                     }
                     mut other => {
                         other.stop(&self.mount);
-                        upload(&self.mount, path, file, size).await?;
+                        if self.mount.is_memory() {
+                            // the store keeps a mapping of the staged pages: no copy
+                            self.mount.write_all(path, map_file(file, size)?).await?;
+                            *shared = true;
+                        } else {
+                            upload(&self.mount, path, file, size).await?;
+                        }
                     }
                 }
                 *dirty = false;
@@ -625,6 +655,57 @@ pub fn open_native(host: &Path, write: bool) -> std::io::Result<File> {
         .write(write)
         .custom_flags(libc::O_NOFOLLOW)
         .open(host)
+}
+
+/// A read-only shared mapping of a staged file's first `len` bytes.
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone until it is unmapped.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&[u8]` views of read-only memory may be shared between threads.
+unsafe impl Sync for Mapping {}
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: ptr maps len readable bytes for the life of self.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len come from a successful mmap and are unmapped once.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+/// The first `len` bytes of `file` as `Bytes` without a copy. The pages stay shared with
+/// the file: the caller must not change the file while the bytes live (see `shared`).
+fn map_file(file: &File, len: u64) -> Result<Bytes> {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return Ok(Bytes::new());
+    }
+    let len = usize::try_from(len)
+        .map_err(|_| Error::new(ErrorKind::Backend, "staged copy", "too large to map"))?;
+    // SAFETY: a fresh read-only shared mapping of a file we hold open; checked below.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io_err("staged copy", std::io::Error::last_os_error()));
+    }
+    Ok(Bytes::from_owner(Mapping { ptr, len }))
 }
 
 async fn upload(mount: &Mount, path: &str, file: &File, size: u64) -> Result<()> {
