@@ -19,7 +19,9 @@ impl Fs {
         let Target::Path(m, p) = t else {
             return Err(Error::is_a_directory("/"));
         };
-        let size = if new_file {
+        let host = self.host(*m, p)?;
+        // (A local file is checked by opening it: no stat first.)
+        let size = if new_file || host.is_some() {
             0
         } else {
             let meta = self.meta_required(t).await?;
@@ -35,12 +37,20 @@ impl Fs {
             self.check_change(t)?;
         }
         let append = flags & libc::O_APPEND != 0;
-        let host = self.host(*m, p)?;
-        let (fh, h) = if host.is_some() {
+        let (fh, h) = if let Some(first) = &host {
             // The host file is found by path: by the inode's path now, with renames and
             // unlinks held off (the one above may be stale).
             let _ns = self.ns_stable();
             match self.inodes.target(ino) {
+                Some(now) if &now == t => self.handles.open(
+                    ino,
+                    self.mount(*m),
+                    Some(first),
+                    size,
+                    writable,
+                    append,
+                    None,
+                )?,
                 Some(Target::Path(m2, p2)) if m2 == *m => self.handles.open(
                     ino,
                     self.mount(*m),

@@ -190,8 +190,7 @@ impl OpenFile {
     }
 
     /// A host file of a local mount, of its current size.
-    pub(super) fn native(mount: Arc<Mount>, file: File) -> Self {
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    pub(super) fn native(mount: Arc<Mount>, file: File, size: u64) -> Self {
         OpenFile::new(mount, Body::Native(Arc::new(file)), size)
     }
 

@@ -88,7 +88,10 @@ impl<M> Handles<M> {
             let mut open = lock(&self.open);
             let f = open
                 .entry(ino)
-                .or_insert_with(|| Arc::new(OpenFile::native(mount.clone(), file)))
+                .or_insert_with(|| {
+                    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    Arc::new(OpenFile::native(mount.clone(), file, size))
+                })
                 .clone();
             f.handles.fetch_add(1, Ordering::AcqRel);
             f
@@ -133,11 +136,15 @@ impl<M> Handles<M> {
                 Some(f) => f.clone(),
                 None => {
                     let f = Arc::new(match (host, new_file) {
-                        (Some(h), _) => OpenFile::native(
-                            mount.clone(),
-                            open_shared(h)
-                                .map_err(|e| Error::from_io(h.display().to_string(), e))?,
-                        ),
+                        (Some(h), _) => {
+                            let io = |e| Error::from_io(h.display().to_string(), e);
+                            let f = open_shared(h).map_err(io)?;
+                            let meta = f.metadata().map_err(io)?;
+                            if meta.is_dir() {
+                                return Err(Error::is_a_directory(h.display().to_string()));
+                            }
+                            OpenFile::native(mount.clone(), f, meta.len())
+                        }
                         (None, Some(cache_dir)) => {
                             OpenFile::new_staged(mount.clone(), staging_file(mount, cache_dir)?)
                         }
