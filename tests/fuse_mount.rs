@@ -33,6 +33,7 @@ suite!(
     cp_a_and_tar_x_preserve,
     large_directory,
     sigterm_uploads_open_file,
+    unlinked_open_file_keeps_working,
 );
 
 /// A small source tree with no empty directory (s3s-fs keeps no directory markers).
@@ -610,4 +611,45 @@ fn symlinks_on_memory_mounts_are_kept_by_the_daemon() {
     let d = Daemon::start(Kind::S3);
     let e = std::os::unix::fs::symlink("x", d.path("l")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+}
+
+/// The temporary-file pattern: open, unlink, then keep using the descriptor. fstat works
+/// (no links left), writes read back, ftruncate cuts and grows; nothing comes back under
+/// the old name, and the daemon forgets the file at close.
+fn unlinked_open_file_keeps_working(k: Kind) {
+    let d = Daemon::start(k);
+    let p = d.path("tmp");
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&p)
+        .unwrap();
+    f.write_all(b"0123456789").unwrap();
+    fs::remove_file(&p).unwrap();
+    assert_eq!(
+        fs::metadata(&p).unwrap_err().raw_os_error(),
+        Some(libc::ENOENT)
+    );
+    f.write_all(b"abc").unwrap();
+    let m = f.metadata().unwrap();
+    assert_eq!(m.len(), 13, "{k:?}: fstat of the unlinked file");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(m.nlink(), 0, "{k:?}: an unlinked file has no links");
+    f.set_len(4).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 4, "{k:?}: ftruncate");
+    f.set_len(6).unwrap();
+    let mut back = Vec::new();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"0123\0\0", "{k:?}");
+    drop(f);
+    assert_eq!(
+        fs::metadata(&p).unwrap_err().raw_os_error(),
+        Some(libc::ENOENT)
+    );
+    assert!(
+        fs::read_dir(d.path("")).unwrap().next().is_none(),
+        "{k:?}: nothing left"
+    );
 }

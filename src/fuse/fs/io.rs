@@ -80,7 +80,7 @@ impl Fs {
         self.inodes.open(ino);
         // (A local file's size may have changed since the stat above: always truncate it.)
         if trunc && (size > 0 || host.is_some()) {
-            if let Err(e) = h.file.truncate(p, self.cache_dir.path(), 0).await {
+            if let Err(e) = h.file.truncate(Some(p), self.cache_dir.path(), 0).await {
                 self.release(ino, fh).await.ok();
                 return Err(e);
             }

@@ -229,6 +229,11 @@ impl OpenFile {
         self.native.clone()
     }
 
+    /// The size as this file's handles see it.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
     /// Number of open handles.
     pub fn handle_count(&self) -> usize {
         self.handles.load(Ordering::Acquire)
@@ -531,12 +536,23 @@ impl OpenFile {
         }
     }
 
-    /// Set the size (grow with zeros or shrink).
-    pub async fn truncate(&self, path: &str, cache_dir: &Path, size: u64) -> Result<()> {
-        let ctx = self.mount.ctx(path);
+    /// Set the size (grow with zeros or shrink). `path` is None for an unlinked file: then
+    /// only what is staged can be kept (the object it came from is gone).
+    pub async fn truncate(&self, path: Option<&str>, cache_dir: &Path, size: u64) -> Result<()> {
+        let ctx = self.mount.ctx(path.unwrap_or("(unlinked)"));
         let mut body = self.body.lock().await;
         self.writable_body(&mut body, cache_dir, size > 0).await?;
-        self.fill_base(&mut body, path).await?;
+        match path {
+            Some(path) => self.fill_base(&mut body, path).await?,
+            None if matches!(&*body, Body::Staged { base: Some(_), .. }) => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    ctx,
+                    "the unlinked file's old contents are gone",
+                ))
+            }
+            None => {}
+        }
         let (Body::Native(f) | Body::Staged { file: f, .. }) = &*body else {
             unreachable!("writable above")
         };
