@@ -71,7 +71,7 @@ def median3(f):
     return vals[1]
 
 
-def workload(d, size_mib, tree_tar, seq_only=False):
+def workload(d, size_mib, tree_tar, seq_only=False, shared=False):
     """The workload on directory d; returns {name: value}. A step that fails is reported as
     missing, and the others still run."""
     r = {}
@@ -111,6 +111,20 @@ def workload(d, size_mib, tree_tar, seq_only=False):
 
     step("rand_read_4k_warm", rand_warm)
     drop_caches()
+    if shared:
+        # One host file, hard-linked into native's directory and each local mount's root:
+        # the same blocks on disk for every local target (each target's own seq.bin lies
+        # differently on this disk, and native reads of those vary 2x by layout alone).
+        sf = os.path.join(d, "shared.bin")
+
+        def seq_read_shared():
+            drop_caches()
+            return fio(sf, "--rw=read", "--bs=1M", f"--size={size_mib}M")["read"]["bw_bytes"] / 2**20
+
+        step("seq_read_shared", lambda: median3(seq_read_shared))
+        drop_caches()
+        step("rand_read_4k_shared", lambda: fio(sf, "--rw=randread", "--bs=4k", f"--size={size_mib}M", "--runtime=5", "--time_based")["read"]["iops"])
+        drop_caches()
     step("par4_read", lambda: median3(par4))
     if os.path.exists(f):
         os.unlink(f)
@@ -164,7 +178,9 @@ def workload(d, size_mib, tree_tar, seq_only=False):
 ROWS = [
     ("seq_write", "sequential write, durable at close (fsync), MiB/s", True),
     ("seq_read", "sequential read, MiB/s (caches dropped)", True),
+    ("seq_read_shared", "sequential read of one host file shared by the local targets (hard links), MiB/s (caches dropped)", True),
     ("rand_read_4k", "random 4 KiB reads, IOPS (caches dropped)", True),
+    ("rand_read_4k_shared", "random 4 KiB reads of that shared host file, IOPS (caches dropped)", True),
     ("rand_read_4k_warm", "random 4 KiB reads, IOPS (file read just before, fio --invalidate=0)", True),
     ("par4_read", "4 parallel readers, MiB/s", True),
     ("small_create", "create 2000 × 4 KiB, files/s", True),
@@ -222,6 +238,11 @@ def main():
 
         os.makedirs(os.path.join(w, "native"))
         os.makedirs(os.path.join(w, "local-root"))
+        os.makedirs(os.path.join(w, "rclone-src"))
+        shared = os.path.join(w, "native", "shared.bin")
+        run(["fio", "--name=s", f"--filename={shared}", "--rw=write", "--bs=1M", f"--size={args.size_mib}M", "--end_fsync=1"])
+        for root in ("local-root", "rclone-src"):
+            os.link(shared, os.path.join(w, root, "shared.bin"))
         cfg = os.path.join(w, "mounts.toml")
         with open(cfg, "w") as f:
             f.write(f'[[mount]]\nname = "local"\nprotocol = "local"\nroot_path = "{w}/local-root"\n\n'
@@ -236,7 +257,6 @@ def main():
         mounts.append(g)
 
         rl = os.path.join(w, "rclone-local")
-        os.makedirs(os.path.join(w, "rclone-src"))
         os.makedirs(rl)
         procs.append(subprocess.Popen(["rclone", "mount", os.path.join(w, "rclone-src"), rl, "--vfs-cache-mode", "writes",
                                        "--cache-dir", os.path.join(w, "rclone-cache")], env=ENV_NO_CA, stderr=subprocess.DEVNULL))
@@ -280,7 +300,8 @@ def main():
             print(f"# {name}", file=sys.stderr, flush=True)
             # s3fs cannot mkdir on s3s-fs (no directory markers) and then hangs in `ls`:
             # only its file phases run
-            results[name] = workload(d, args.size_mib, tree_tar, seq_only=(name == "s3fs"))
+            results[name] = workload(d, args.size_mib, tree_tar, seq_only=(name == "s3fs"),
+                                     shared=name in ("native", "g-local", "rclone-local"))
             print(f"# {name}: {results[name]}", file=sys.stderr, flush=True)
         if not only or "raw" in only:
             out = run([S3_RAW, endpoint, "raw"]).stdout
