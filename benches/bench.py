@@ -71,7 +71,29 @@ def median3(f):
     return vals[1]
 
 
-def workload(d, size_mib, tree_tar, seq_only=False, shared=False):
+def shared_reads(dirs, size_mib, results):
+    """One host file, hard-linked into native's directory and each local mount's root: the
+    same blocks on disk for every local target (each target's own seq.bin lies differently on
+    this disk, and native reads of those vary 2x by layout alone). The targets take turns,
+    three rounds, caches dropped before each read (the virtual disk's host caches blocks too,
+    so a fixed order would favour whoever reads second); the median of each is kept."""
+    seq = {n: [] for n in dirs}
+    rnd = {n: [] for n in dirs}
+    for _ in range(3):
+        for n, d in dirs.items():
+            drop_caches()
+            seq[n].append(fio(os.path.join(d, "shared.bin"), "--rw=read", "--bs=1M", f"--size={size_mib}M")["read"]["bw_bytes"] / 2**20)
+        for n, d in dirs.items():
+            drop_caches()
+            rnd[n].append(fio(os.path.join(d, "shared.bin"), "--rw=randread", "--bs=4k", f"--size={size_mib}M", "--runtime=5", "--time_based")["read"]["iops"])
+    for n in dirs:
+        results.setdefault(n, {})["seq_read_shared"] = sorted(seq[n])[1]
+        results[n]["rand_read_4k_shared"] = sorted(rnd[n])[1]
+        print(f"# shared {n}: seq {[round(x) for x in seq[n]]} rand {[round(x) for x in rnd[n]]}", file=sys.stderr, flush=True)
+    drop_caches()
+
+
+def workload(d, size_mib, tree_tar, seq_only=False):
     """The workload on directory d; returns {name: value}. A step that fails is reported as
     missing, and the others still run."""
     r = {}
@@ -111,20 +133,6 @@ def workload(d, size_mib, tree_tar, seq_only=False, shared=False):
 
     step("rand_read_4k_warm", rand_warm)
     drop_caches()
-    if shared:
-        # One host file, hard-linked into native's directory and each local mount's root:
-        # the same blocks on disk for every local target (each target's own seq.bin lies
-        # differently on this disk, and native reads of those vary 2x by layout alone).
-        sf = os.path.join(d, "shared.bin")
-
-        def seq_read_shared():
-            drop_caches()
-            return fio(sf, "--rw=read", "--bs=1M", f"--size={size_mib}M")["read"]["bw_bytes"] / 2**20
-
-        step("seq_read_shared", lambda: median3(seq_read_shared))
-        drop_caches()
-        step("rand_read_4k_shared", lambda: fio(sf, "--rw=randread", "--bs=4k", f"--size={size_mib}M", "--runtime=5", "--time_based")["read"]["iops"])
-        drop_caches()
     step("par4_read", lambda: median3(par4))
     if os.path.exists(f):
         os.unlink(f)
@@ -178,9 +186,9 @@ def workload(d, size_mib, tree_tar, seq_only=False, shared=False):
 ROWS = [
     ("seq_write", "sequential write, durable at close (fsync), MiB/s", True),
     ("seq_read", "sequential read, MiB/s (caches dropped)", True),
-    ("seq_read_shared", "sequential read of one host file shared by the local targets (hard links), MiB/s (caches dropped)", True),
+    ("seq_read_shared", "sequential read of one host file shared by the local targets (hard links, taking turns), MiB/s (caches dropped)", True),
     ("rand_read_4k", "random 4 KiB reads, IOPS (caches dropped)", True),
-    ("rand_read_4k_shared", "random 4 KiB reads of that shared host file, IOPS (caches dropped)", True),
+    ("rand_read_4k_shared", "random 4 KiB reads of that shared host file, IOPS (caches dropped, same turns)", True),
     ("rand_read_4k_warm", "random 4 KiB reads, IOPS (file read just before, fio --invalidate=0)", True),
     ("par4_read", "4 parallel readers, MiB/s", True),
     ("small_create", "create 2000 × 4 KiB, files/s", True),
@@ -294,14 +302,16 @@ def main():
         ]
         only = [t for t in args.only.split(",") if t]
         results = {}
+        local_family = {n: d for n, d in targets if n in ("native", "g-local", "rclone-local") and (not only or n in only)}
+        if local_family:
+            shared_reads(local_family, args.size_mib, results)
         for name, d in targets:
             if only and name not in only:
                 continue
             print(f"# {name}", file=sys.stderr, flush=True)
             # s3fs cannot mkdir on s3s-fs (no directory markers) and then hangs in `ls`:
             # only its file phases run
-            results[name] = workload(d, args.size_mib, tree_tar, seq_only=(name == "s3fs"),
-                                     shared=name in ("native", "g-local", "rclone-local"))
+            results.setdefault(name, {}).update(workload(d, args.size_mib, tree_tar, seq_only=(name == "s3fs")))
             print(f"# {name}: {results[name]}", file=sys.stderr, flush=True)
         if not only or "raw" in only:
             out = run([S3_RAW, endpoint, "raw"]).stdout
