@@ -40,11 +40,7 @@ fn rewrite_and_read_back_s3() {
 /// at once. Regression: the late release of the previous handle uploaded the file just
 /// truncated by the next open, and for up to the TTL it read back empty.
 fn rewrite_and_read_back(kind: Kind, cycles: usize) {
-    let cycles = if common::long_mode() {
-        cycles * 10
-    } else {
-        cycles
-    };
+    let cycles = scaled(cycles);
     let d = Daemon::start(kind);
     std::thread::scope(|s| {
         for w in 0..WORKERS {
@@ -75,11 +71,7 @@ fn rewrite_and_read_back(kind: Kind, cycles: usize) {
 /// inode's open state while the racing open took a handle on it, the next open made a second
 /// passthrough registration for the same inode, and the kernel failed that open with EIO.
 fn open_close_one_file(kind: Kind, cycles: usize) {
-    let cycles = if common::long_mode() {
-        cycles * 10
-    } else {
-        cycles
-    };
+    let cycles = scaled(cycles);
     let d = Daemon::start(kind);
     let p = d.path("one");
     fs::write(&p, b"start").unwrap();
@@ -114,6 +106,15 @@ fn open_close_one_file_memory() {
 }
 
 const WORKERS: u64 = 16;
+
+/// Ten times as many cycles in long mode.
+fn scaled(cycles: usize) -> usize {
+    if common::long_mode() {
+        cycles * 10
+    } else {
+        cycles
+    }
+}
 
 fn run(kind: Kind) {
     let secs = if common::long_mode() { 60 } else { 3 };
