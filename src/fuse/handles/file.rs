@@ -609,10 +609,16 @@ impl OpenFile {
                     }
                     mut other => {
                         other.stop(&self.mount);
-                        if self.mount.is_memory() {
+                        if self.mount.is_memory() && size >= MAP_MIN {
                             // the store keeps a mapping of the staged pages: no copy
                             self.mount.write_all(path, map_file(file, size)?).await?;
                             *shared = true;
+                        } else if self.mount.is_memory() {
+                            // small: one copy costs less than a mapping and its unmapping
+                            let mut buf = vec![0u8; size as usize];
+                            file.read_exact_at(&mut buf, 0)
+                                .map_err(|e| io_err(&self.mount.ctx(path), e))?;
+                            self.mount.write_all(path, Bytes::from(buf)).await?;
                         } else {
                             upload(&self.mount, path, file, size).await?;
                         }
@@ -671,6 +677,11 @@ pub fn open_native(host: &Path, write: bool) -> std::io::Result<File> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(host)
 }
+
+/// Memory mounts: staged files at least this large are handed to the store as a mapping;
+/// smaller ones are copied (a mapping costs a page fault per page and, at unmap, a TLB
+/// shootdown across the daemon's threads).
+const MAP_MIN: u64 = 1 << 20;
 
 /// A read-only shared mapping of a staged file's first `len` bytes.
 struct Mapping {
