@@ -174,15 +174,16 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The daemon's own user and group.
+    /// The daemon's own user and group (asked once: they never change).
     pub fn daemon() -> Caller {
+        static ME: std::sync::OnceLock<Caller> = std::sync::OnceLock::new();
         // SAFETY: geteuid/getegid cannot fail.
-        unsafe {
+        *ME.get_or_init(|| unsafe {
             Caller {
                 uid: libc::geteuid(),
                 gid: libc::getegid(),
             }
-        }
+        })
     }
 }
 

@@ -178,9 +178,13 @@ impl Fs {
                 .map_err(|e| Error::from_io(self.ctx(&t), e))?,
         );
         let ino = self.inodes.lookup(t.clone());
-        let (fh, h) =
-            self.handles
-                .open_file_with(ino, self.mount(*m), file, flags & libc::O_APPEND != 0);
+        let (fh, h) = self.handles.open_file_with(
+            ino,
+            self.mount(*m),
+            file,
+            meta.size,
+            flags & libc::O_APPEND != 0,
+        );
         self.inodes.open(ino);
         Ok((
             ino,

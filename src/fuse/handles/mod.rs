@@ -82,16 +82,14 @@ impl<M> Handles<M> {
         ino: u64,
         mount: &Arc<Mount>,
         file: File,
+        size: u64,
         append: bool,
     ) -> (u64, Arc<FileHandle>) {
         let shared = {
             let mut open = lock(&self.open);
             let f = open
                 .entry(ino)
-                .or_insert_with(|| {
-                    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                    Arc::new(OpenFile::native(mount.clone(), file, size))
-                })
+                .or_insert_with(|| Arc::new(OpenFile::native(mount.clone(), file, size)))
                 .clone();
             f.handles.fetch_add(1, Ordering::AcqRel);
             f
