@@ -220,6 +220,7 @@ fn fstab_helper_mounts_in_the_background() {
     let p = d.path();
     let mnt = p.join("mnt");
     fs::create_dir(&mnt).unwrap();
+    let _unmount = common::UnmountOnDrop(mnt.clone());
     // mount(8) runs /sbin/mount.fuse.genro-storage SPEC DIR -o OPTIONS; fuse3's mount.fuse3
     // runs `genro-storage SPEC DIR -o OPTIONS`. Both forms, the second after an unmount.
     let link = p.join("mount.fuse.genro-storage");
@@ -302,6 +303,7 @@ fn systemd_unit_starts_logs_for_the_journal_and_stops() {
         .expect("ExecStart");
     let mnt = p.join("mnt");
     fs::create_dir(&mnt).unwrap();
+    let _unmount = common::UnmountOnDrop(mnt.clone());
     let cfg = p.join("mounts.toml");
     let args: Vec<String> = exec
         .split_whitespace()

@@ -388,6 +388,20 @@ impl Drop for Daemon {
     }
 }
 
+/// Unmounts `0` (lazily) when dropped, if something is still mounted there: a test that
+/// mounts outside [`Daemon`] and then fails leaves no stale mount behind.
+pub struct UnmountOnDrop(pub std::path::PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let c = std::ffi::CString::new(self.0.to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
 /// Is something mounted exactly at `p`?
 pub fn is_mounted(p: &std::path::Path) -> bool {
     let want = p.to_str().unwrap();
