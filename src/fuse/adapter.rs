@@ -70,6 +70,19 @@ where
     }
 }
 
+/// Answer a request that makes or finds an entry (lookup, mknod, mkdir, symlink, link).
+fn reply_entry(
+    fs: &Fs,
+    op: &str,
+    reply: ReplyEntry,
+    r: crate::error::Result<(u64, crate::fuse::fs::Meta)>,
+) {
+    match r {
+        Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
+        Err(e) => reply.error(errno(fs, op, &e)),
+    }
+}
+
 /// Log a failed operation once and turn it into the errno to answer.
 fn errno(fs: &Fs, op: &str, e: &Error) -> Errno {
     fs.stats().error(e);
@@ -157,10 +170,8 @@ impl Filesystem for Adapter {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.to_owned();
         self.spawn("lookup", parent, |fs| async move {
-            match fs.lookup(parent.0, &name).await {
-                Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
-                Err(e) => reply.error(errno(&fs, "lookup", &e)),
-            }
+            let r = fs.lookup(parent.0, &name).await;
+            reply_entry(&fs, "lookup", reply, r);
         });
     }
 
@@ -231,10 +242,8 @@ impl Filesystem for Adapter {
     ) {
         let (name, caller) = (name.to_owned(), caller(req));
         self.spawn("mkdir", parent, |fs| async move {
-            match fs.mkdir(parent.0, &name, mode, umask, caller).await {
-                Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
-                Err(e) => reply.error(errno(&fs, "mkdir", &e)),
-            }
+            let r = fs.mkdir(parent.0, &name, mode, umask, caller).await;
+            reply_entry(&fs, "mkdir", reply, r);
         });
     }
 
@@ -270,10 +279,8 @@ impl Filesystem for Adapter {
     ) {
         let (name, caller) = (name.to_owned(), caller(req));
         self.spawn("mknod", parent, |fs| async move {
-            match fs.mknod(parent.0, &name, mode, umask, rdev, caller).await {
-                Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
-                Err(e) => reply.error(errno(&fs, "mknod", &e)),
-            }
+            let r = fs.mknod(parent.0, &name, mode, umask, rdev, caller).await;
+            reply_entry(&fs, "mknod", reply, r);
         });
     }
 
@@ -287,10 +294,8 @@ impl Filesystem for Adapter {
     ) {
         let (name, target, caller) = (link_name.to_owned(), target.to_owned(), caller(req));
         self.spawn("symlink", parent, |fs| async move {
-            match fs.symlink(parent.0, &name, &target, caller).await {
-                Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
-                Err(e) => reply.error(errno(&fs, "symlink", &e)),
-            }
+            let r = fs.symlink(parent.0, &name, &target, caller).await;
+            reply_entry(&fs, "symlink", reply, r);
         });
     }
 
@@ -326,10 +331,8 @@ impl Filesystem for Adapter {
     ) {
         let newname = newname.to_owned();
         self.spawn("link", ino, |fs| async move {
-            match fs.link(ino.0, newparent.0, &newname).await {
-                Ok((ino, m)) => reply.entry(&fs.ttl(), &fs.attr(ino, &m), Generation(0)),
-                Err(e) => reply.error(errno(&fs, "link", &e)),
-            }
+            let r = fs.link(ino.0, newparent.0, &newname).await;
+            reply_entry(&fs, "link", reply, r);
         });
     }
 

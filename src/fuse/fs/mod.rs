@@ -407,6 +407,18 @@ impl Fs {
         self.child(parent, name)
     }
 
+    /// A name about to be made (mkdir, create, mknod, symlink, link): the target, checked to
+    /// be changeable, with its mount and path.
+    fn child_to_make(&self, parent: u64, name: &OsStr) -> Result<(Target, usize, String)> {
+        let t = self.child_mut(parent, name)?;
+        self.check_change(&t)?;
+        let Target::Path(m, p) = &t else {
+            unreachable!("check_change refuses the root")
+        };
+        let (m, p) = (*m, p.clone());
+        Ok((t, m, p))
+    }
+
     /// The host path of a local entry: its parent is checked to stay inside the root, the
     /// entry itself is never followed.
     fn host(&self, m: usize, p: &str) -> Result<Option<PathBuf>> {

@@ -59,15 +59,11 @@ impl Fs {
         umask: u32,
         caller: Caller,
     ) -> Result<(u64, Meta)> {
-        let t = self.child_mut(parent, name)?;
-        self.check_change(&t)?;
+        let (t, m, p) = self.child_to_make(parent, name)?;
         self.parent_dir(parent).await?;
         self.must_not_exist(&t).await?;
-        let Target::Path(m, p) = &t else {
-            unreachable!()
-        };
         let mode = (mode & !umask & 0o7777) as u16;
-        if let Some(host) = self.host(*m, p)? {
+        if let Some(host) = self.host(m, &p)? {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
                 .mode(mode as u32)
@@ -75,7 +71,7 @@ impl Fs {
                 .map_err(|e| Error::from_io(self.ctx(&t), e))?;
             self.give_host(&t, &host, caller)?;
         } else {
-            self.mount(*m).create_dir(p).await?;
+            self.mount(m).create_dir(&p).await?;
             self.lock_dirs().insert(t.clone());
         }
         let t = self.new_entry(t, Some(mode), caller);
@@ -98,11 +94,7 @@ impl Fs {
         flags: i32,
         caller: Caller,
     ) -> Result<(u64, Meta, Opened)> {
-        let t = self.child_mut(parent, name)?;
-        self.check_change(&t)?;
-        let Target::Path(m, p) = t.clone() else {
-            unreachable!()
-        };
+        let (t, m, p) = self.child_to_make(parent, name)?;
         if let Some(host) = self.host(m, &p)? {
             return self.create_local(t, &host, mode, umask, flags, caller);
         }
@@ -491,12 +483,8 @@ impl Fs {
         rdev: u32,
         caller: Caller,
     ) -> Result<(u64, Meta)> {
-        let t = self.child_mut(parent, name)?;
-        self.check_change(&t)?;
-        let Target::Path(m, p) = &t else {
-            unreachable!()
-        };
-        match self.host(*m, p)? {
+        let (t, m, p) = self.child_to_make(parent, name)?;
+        match self.host(m, &p)? {
             Some(host) => {
                 let mode = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
                 self.make_host(t, &host, caller, |h| local::mknod(h, mode, rdev))
@@ -519,17 +507,13 @@ impl Fs {
         target: &Path,
         caller: Caller,
     ) -> Result<(u64, Meta)> {
-        let t = self.child_mut(parent, name)?;
-        self.check_change(&t)?;
-        let Target::Path(m, p) = &t else {
-            unreachable!()
-        };
-        match self.host(*m, p)? {
+        let (t, m, p) = self.child_to_make(parent, name)?;
+        match self.host(m, &p)? {
             Some(host) => {
                 self.make_host(t, &host, caller, |h| std::os::unix::fs::symlink(target, h))
                     .await
             }
-            None if self.mount(*m).is_memory() => {
+            None if self.mount(m).is_memory() => {
                 // kept by the daemon, as long as the memory mount's data
                 self.parent_dir(parent).await?;
                 self.must_not_exist(&t).await?;
@@ -550,19 +534,15 @@ impl Fs {
     /// Create a hard link (local mounts; elsewhere EPERM, as link(2) specifies).
     pub async fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<(u64, Meta)> {
         let (m, p) = self.path_of(ino)?;
-        let t = self.child_mut(newparent, newname)?;
-        self.check_change(&t)?;
-        let Target::Path(m2, p2) = &t else {
-            unreachable!()
-        };
-        if *m2 != m {
+        let (t, m2, p2) = self.child_to_make(newparent, newname)?;
+        if m2 != m {
             return Err(Error::new(
                 ErrorKind::CrossMount,
                 self.ctx(&t),
                 "link across mounts",
             ));
         }
-        match (self.host(m, &p)?, self.host(m, p2)?) {
+        match (self.host(m, &p)?, self.host(m, &p2)?) {
             (Some(a), Some(b)) => {
                 std::fs::hard_link(&a, &b).map_err(|e| Error::from_io(self.ctx(&t), e))?;
                 let meta = self.meta_required(&t).await?;
