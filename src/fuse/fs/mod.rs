@@ -709,13 +709,13 @@ impl Fs {
             unreachable!("check_change refuses the root")
         };
         let (m, p) = (*m, p.as_str());
-        let ctx = self.ctx(&t);
-        if self.host(m, p)?.is_some() {
+        if self.mount(m).local_root().is_some() {
             if let Some(meta) = self.setattr_local(ino, &set)? {
                 return Ok(meta);
             }
             return self.setattr_unlinked(ino, &set).await;
         }
+        let ctx = self.ctx(&t);
         let current = self.meta_required(&t).await?;
         if let Some(size) = set.size {
             if current.kind == FileType::Directory {
@@ -752,6 +752,10 @@ impl Fs {
     /// off (a rename may have put another file at the path it had a moment ago); None on
     /// other backends.
     fn getattr_local(&self, ino: u64) -> Result<Option<Meta>> {
+        let mount = self.inodes.mount_of(ino);
+        if mount.is_none_or(|m| self.mount(m).local_root().is_none()) {
+            return Ok(None);
+        }
         let _ns = self.ns_stable();
         let Some(t) = self.inodes.target(ino) else {
             return Ok(None);
