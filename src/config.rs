@@ -79,6 +79,11 @@ pub enum Backend {
         timeout: Duration,
         /// Retries of a failed request, with exponential backoff and jitter (default 3).
         retries: usize,
+        /// How long the FUSE daemon trusts what it learned of the bucket: attributes,
+        /// absences and whole listings (default: the `[fuse]` attribute TTL, 1 s). Longer
+        /// saves requests when this daemon is the bucket's only writer; changes made by
+        /// others show up only once it ran out.
+        cache_ttl: Option<Duration>,
     },
 }
 
@@ -140,6 +145,7 @@ impl MountConfig {
                 secret_key: None,
                 timeout: DEFAULT_S3_TIMEOUT,
                 retries: DEFAULT_S3_RETRIES,
+                cache_ttl: None,
             },
         )
     }
@@ -208,6 +214,13 @@ impl MountConfig {
     pub fn retries(mut self, v: usize) -> Self {
         if let Backend::S3 { retries, .. } = &mut self.backend {
             *retries = v;
+        }
+        self
+    }
+    /// S3: how long the FUSE daemon trusts attributes, absences and listings it learned.
+    pub fn cache_ttl(mut self, v: Duration) -> Self {
+        if let Backend::S3 { cache_ttl, .. } = &mut self.backend {
+            *cache_ttl = Some(v);
         }
         self
     }
@@ -371,6 +384,7 @@ const S3_KEYS: &[&str] = &[
     "secret_key",
     "timeout",
     "retries",
+    "cache_ttl",
 ];
 
 impl Config {
@@ -613,6 +627,28 @@ fn parse_mount(
                         who("retries"),
                         format!("expected a whole number from 0 to 20, found {v}"),
                     ))
+                }
+            },
+            cache_ttl: match t.get("cache_ttl") {
+                None => None,
+                Some(v) => {
+                    let secs = match v {
+                        Value::Integer(i) => *i as f64,
+                        Value::Float(f) => *f,
+                        v => {
+                            return Err(Error::config(
+                                who("cache_ttl"),
+                                format!("expected seconds (a number), found {}", v.type_str()),
+                            ))
+                        }
+                    };
+                    if !(0.0..=86400.0).contains(&secs) {
+                        return Err(Error::config(
+                            who("cache_ttl"),
+                            format!("{secs} is out of range (seconds, from 0 to 86400)"),
+                        ));
+                    }
+                    Some(Duration::from_secs_f64(secs))
                 }
             },
         },

@@ -23,6 +23,15 @@ fn workers_memory() {
 fn workers_s3() {
     run(Kind::S3)
 }
+/// With a long `cache_ttl` every private tree must still equal its model: the daemon's own
+/// changes keep its listings true while 16 workers change them at once.
+#[test]
+fn workers_s3_cached() {
+    run_on(
+        Kind::S3,
+        Daemon::start_with(Kind::S3, &[], |c| c.cache_ttl(Duration::from_secs(300))),
+    )
+}
 #[test]
 fn rewrite_and_read_back_local() {
     rewrite_and_read_back(Kind::Local, 400)
@@ -117,8 +126,11 @@ fn scaled(cycles: usize) -> usize {
 }
 
 fn run(kind: Kind) {
+    run_on(kind, Daemon::start(kind))
+}
+
+fn run_on(kind: Kind, mut d: Daemon) {
     let secs = if common::long_mode() { 60 } else { 3 };
-    let mut d = Daemon::start(kind);
     fs::create_dir(d.path("shared")).unwrap();
     let until = Instant::now() + Duration::from_secs(secs);
     let done: Vec<(u64, usize)> = std::thread::scope(|s| {

@@ -7,6 +7,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
+use std::time::Duration;
 
 use common::{Daemon, Kind};
 
@@ -651,5 +652,53 @@ fn unlinked_open_file_keeps_working(k: Kind) {
     assert!(
         fs::read_dir(d.path("")).unwrap().next().is_none(),
         "{k:?}: nothing left"
+    );
+}
+
+/// S3 with `cache_ttl`: the daemon answers listings and absences from what it learned and
+/// changed itself (no request), so an object written behind its back shows only once the
+/// TTL ran out, while everything done through the mount shows at once.
+#[test]
+fn s3_cache_ttl_trusts_own_view_until_it_expires() {
+    let ttl = Duration::from_secs(3);
+    let d = Daemon::start_with(Kind::S3, &[], |c| c.cache_ttl(ttl));
+    fs::create_dir(d.path("d")).unwrap();
+    let listed = |d: &Daemon| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d.path("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(listed(&d).is_empty());
+    let t0 = std::time::Instant::now();
+    fs::write(d.path("d/mine"), b"through the mount").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = d.backend_storage().await;
+        s.node("t:d/theirs")
+            .unwrap()
+            .write(b"behind".to_vec())
+            .await
+            .unwrap();
+    });
+    // Our own change shows at once; theirs not while the listing is trusted.
+    assert_eq!(listed(&d), ["mine"]);
+    let e = fs::metadata(d.path("d/theirs")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    assert!(
+        t0.elapsed() < ttl,
+        "the checks above took longer than the TTL"
+    );
+    std::thread::sleep(ttl + Duration::from_millis(500));
+    assert_eq!(listed(&d), ["mine", "theirs"]);
+    assert_eq!(fs::read(d.path("d/theirs")).unwrap(), b"behind");
+    // Removals through the mount show at once too.
+    fs::remove_file(d.path("d/theirs")).unwrap();
+    assert_eq!(listed(&d), ["mine"]);
+    assert_eq!(
+        fs::metadata(d.path("d/theirs")).unwrap_err().raw_os_error(),
+        Some(libc::ENOENT)
     );
 }

@@ -1,7 +1,8 @@
 //! Reference model: random sequences of create/write at offset, truncate, rename (files and
 //! directories), unlink, mkdir, rmdir, read and stat go through a real mount and through an
 //! in-memory model of a POSIX tree; after every step the result (value or errno), the whole
-//! tree and every file's bytes must agree. Runs on local, memory and S3 in one daemon each;
+//! tree and every file's bytes must agree. Runs on local, memory and S3 (with and without a
+//! long `cache_ttl`) in one daemon each;
 //! `GENRO_LONG=1` runs many more and longer cases. Failures shrink to a minimal sequence,
 //! which proptest keeps in `tests/model.proptest-regressions` and replays first.
 
@@ -27,6 +28,17 @@ fn model_memory() {
 #[test]
 fn model_s3() {
     run(Kind::S3)
+}
+/// The same on S3 with `cache_ttl = 300`: every answer then comes from what the daemon
+/// learned and changed itself (listings, attributes, absences), and must still agree.
+#[test]
+fn model_s3_cached() {
+    run_on(
+        Kind::S3,
+        Daemon::start_with(Kind::S3, &[], |c| {
+            c.cache_ttl(std::time::Duration::from_secs(300))
+        }),
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -341,7 +353,10 @@ fn check(root: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
 }
 
 fn run(kind: Kind) {
-    let d = Daemon::start(kind);
+    run_on(kind, Daemon::start(kind))
+}
+
+fn run_on(kind: Kind, d: Daemon) {
     let (cases, steps) = if common::long_mode() {
         (400, 80)
     } else {

@@ -119,12 +119,17 @@ fn where_of(m: &MountConfig) -> String {
             region,
             timeout,
             retries,
+            cache_ttl,
             ..
         } => format!(
-            "s3://{bucket}/{} at {} ({region}; timeout {} s, {retries} retries)",
+            "s3://{bucket}/{} at {} ({region}; timeout {} s, {retries} retries{})",
             prefix.as_deref().unwrap_or(""),
             endpoint_url.as_deref().unwrap_or("AWS"),
-            timeout.as_secs_f64()
+            timeout.as_secs_f64(),
+            match cache_ttl {
+                Some(t) => format!(", daemon cache {} s", t.as_secs_f64()),
+                None => String::new(),
+            }
         ),
     }
 }

@@ -1,7 +1,10 @@
-//! The attribute cache: what a stat or a listing learned of a path, for a TTL, including
-//! negative entries (the path does not exist). Our own mutations invalidate it.
+//! The attribute cache: what a stat or a listing learned of a path, for a TTL per mount,
+//! including negative entries (the path does not exist), and the names of whole listings, so
+//! that a lookup of a name a fresh listing lacks needs no request. Our own mutations
+//! invalidate attributes and keep listings up to date (or drop them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,19 +17,32 @@ const MAX_ENTRIES: usize = 200_000;
 /// A TTL cache of `Some(attributes)` or `None` (negative) per path.
 #[derive(Debug)]
 pub struct AttrCache<V> {
-    ttl: Duration,
-    negative_ttl: Duration,
+    /// Positive and negative TTL, per mount index (the last one serves any index beyond).
+    ttls: Vec<(Duration, Duration)>,
     map: Mutex<HashMap<Target, (Option<V>, Instant)>>,
 }
 
 impl<V: Clone> AttrCache<V> {
-    /// A cache with the given positive and negative TTLs (zero disables either).
+    /// A cache with the same positive and negative TTLs on every mount (zero disables either).
     pub fn new(ttl: Duration, negative_ttl: Duration) -> Self {
+        Self::per_mount(vec![(ttl, negative_ttl)])
+    }
+
+    /// A cache with (positive, negative) TTLs per mount index.
+    pub fn per_mount(ttls: Vec<(Duration, Duration)>) -> Self {
+        assert!(!ttls.is_empty(), "at least one pair of TTLs");
         AttrCache {
-            ttl,
-            negative_ttl,
+            ttls,
             map: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn ttls_of(&self, t: &Target) -> (Duration, Duration) {
+        let m = match t {
+            Target::Path(m, _) => *m,
+            Target::Root => 0,
+        };
+        self.ttls[m.min(self.ttls.len() - 1)]
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Target, (Option<V>, Instant)>> {
@@ -48,11 +64,8 @@ impl<V: Clone> AttrCache<V> {
 
     /// Remember what a stat found.
     pub fn put(&self, t: Target, v: Option<V>) {
-        let ttl = if v.is_some() {
-            self.ttl
-        } else {
-            self.negative_ttl
-        };
+        let (pos, neg) = self.ttls_of(&t);
+        let ttl = if v.is_some() { pos } else { neg };
         if ttl.is_zero() {
             return;
         }
@@ -82,6 +95,157 @@ impl<V: Clone> AttrCache<V> {
         self.lock().clear();
     }
 }
+
+/// The names of whole directory listings, each trusted for its mount's positive TTL. Our
+/// own changes add and remove names; anything less certain drops the listing.
+#[derive(Debug)]
+pub struct Listings {
+    ttls: Vec<Duration>,
+    map: Mutex<HashMap<Target, (HashSet<String>, Instant)>>,
+    /// Bumped by every change of ours: a listing fetched while one happened is not kept
+    /// (it may lack a name we just made).
+    epoch: AtomicU64,
+}
+
+impl Listings {
+    /// Listings trusted for `ttls[mount]` (zero keeps none).
+    pub fn new(ttls: Vec<Duration>) -> Self {
+        assert!(!ttls.is_empty(), "at least one TTL");
+        Listings {
+            ttls,
+            map: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Target, (HashSet<String>, Instant)>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ttl(&self, m: usize) -> Duration {
+        self.ttls[m.min(self.ttls.len() - 1)]
+    }
+
+    /// Call before fetching a listing; pass the result to [`Listings::put`].
+    pub fn begin(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Remember the whole listing of a directory, fetched since `begin` returned `started`;
+    /// not kept when a change of ours happened meanwhile.
+    pub fn put(&self, dir: Target, names: HashSet<String>, started: u64) {
+        let mut map = self.lock();
+        if self.epoch.load(Ordering::Acquire) != started {
+            return;
+        }
+        self.insert(&mut map, dir, names);
+    }
+
+    /// A directory we just made: empty.
+    pub fn put_new(&self, dir: Target) {
+        let mut map = self.lock();
+        self.insert(&mut map, dir, HashSet::new());
+    }
+
+    fn insert(
+        &self,
+        map: &mut HashMap<Target, (HashSet<String>, Instant)>,
+        dir: Target,
+        names: HashSet<String>,
+    ) {
+        let Target::Path(m, _) = &dir else { return };
+        let ttl = self.ttl(*m);
+        if ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        if map.len() >= MAX_LISTINGS {
+            map.retain(|_, (_, exp)| *exp > now);
+            if map.len() >= MAX_LISTINGS {
+                map.clear();
+            }
+        }
+        map.insert(dir, (names, now + ttl));
+    }
+
+    /// The names of a directory, when a fresh listing of it is known.
+    pub fn names(&self, dir: &Target) -> Option<HashSet<String>> {
+        let mut map = self.lock();
+        match map.get(dir) {
+            Some((names, exp)) if *exp > Instant::now() => Some(names.clone()),
+            Some(_) => {
+                map.remove(dir);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Whether a fresh listing of `dir` has `name`; `None` when no fresh listing is known.
+    pub fn has(&self, dir: &Target, name: &str) -> Option<bool> {
+        let map = self.lock();
+        match map.get(dir) {
+            Some((names, exp)) if *exp > Instant::now() => Some(names.contains(name)),
+            _ => None,
+        }
+    }
+
+    /// Whether a fresh listing of `dir` has a name other than `name`; `None` when no fresh
+    /// listing is known.
+    pub fn has_other(&self, dir: &Target, name: &str) -> Option<bool> {
+        let map = self.lock();
+        match map.get(dir) {
+            Some((names, exp)) if *exp > Instant::now() => {
+                Some(names.len() > 1 || (names.len() == 1 && !names.contains(name)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a fresh listing of `dir` is empty; `None` when no fresh listing is known.
+    pub fn is_empty(&self, dir: &Target) -> Option<bool> {
+        let map = self.lock();
+        match map.get(dir) {
+            Some((names, exp)) if *exp > Instant::now() => Some(names.is_empty()),
+            _ => None,
+        }
+    }
+
+    /// A name made in `dir` by us (kept only if the listing is known).
+    pub fn add(&self, dir: &Target, name: &str) {
+        let mut map = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some((names, _)) = map.get_mut(dir) {
+            names.insert(name.to_string());
+        }
+    }
+
+    /// A name removed from `dir` by us.
+    pub fn remove(&self, dir: &Target, name: &str) {
+        let mut map = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some((names, _)) = map.get_mut(dir) {
+            names.remove(name);
+        }
+    }
+
+    /// Forget the listing of one directory.
+    pub fn forget(&self, dir: &Target) {
+        let mut map = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        map.remove(dir);
+    }
+
+    /// Forget the listings of a directory and of everything below it.
+    pub fn drop_tree(&self, mount: usize, path: &str) {
+        let mut map = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        map.retain(|k, _| !k.is_within(mount, path));
+    }
+}
+
+/// Listings beyond this many are dropped like attributes.
+const MAX_LISTINGS: usize = 10_000;
 
 #[cfg(test)]
 mod tests {
@@ -121,5 +285,65 @@ mod tests {
         assert_eq!(c.get(&p("d")), None);
         assert_eq!(c.get(&p("d/x")), None);
         assert_eq!(c.get(&p("dx")), Some(Some(3)));
+    }
+
+    #[test]
+    fn ttls_per_mount() {
+        let c = AttrCache::per_mount(vec![
+            (Duration::from_millis(50), Duration::from_millis(50)),
+            (Duration::from_secs(60), Duration::ZERO),
+        ]);
+        c.put(p("a"), Some(1));
+        c.put(Target::Path(1, "a".into()), Some(2));
+        c.put(Target::Path(1, "b".into()), None);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(c.get(&p("a")), None);
+        assert_eq!(c.get(&Target::Path(1, "a".into())), Some(Some(2)));
+        assert_eq!(c.get(&Target::Path(1, "b".into())), None);
+    }
+
+    #[test]
+    fn listings_follow_our_changes_and_expire() {
+        let l = Listings::new(vec![Duration::from_millis(50)]);
+        let d = p("d");
+        assert_eq!(l.has(&d, "x"), None);
+        l.add(&d, "x"); // unknown listing: nothing is invented
+        assert_eq!(l.has(&d, "x"), None);
+        l.put(d.clone(), ["a".to_string()].into(), l.begin());
+        assert_eq!(l.has(&d, "a"), Some(true));
+        assert_eq!(l.has(&d, "x"), Some(false));
+        assert_eq!(l.has_other(&d, "a"), Some(false));
+        assert_eq!(l.has_other(&d, "x"), Some(true));
+        assert_eq!(l.is_empty(&d), Some(false));
+        assert_eq!(l.is_empty(&p("e")), None);
+        l.add(&d, "x");
+        l.remove(&d, "a");
+        assert_eq!(l.names(&d), Some(["x".to_string()].into()));
+        l.put_new(p("d/e"));
+        l.drop_tree(0, "d");
+        assert_eq!(l.has(&d, "x"), None);
+        assert_eq!(l.has(&p("d/e"), "x"), None);
+        l.put_new(d.clone());
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(l.has(&d, "x"), None);
+        assert_eq!(l.names(&d), None);
+    }
+
+    #[test]
+    fn a_listing_fetched_across_a_change_is_not_kept() {
+        let l = Listings::new(vec![Duration::from_secs(60)]);
+        let started = l.begin();
+        l.add(&p("other"), "x"); // a change of ours while the listing was fetched
+        l.put(p("d"), HashSet::new(), started);
+        assert_eq!(l.has(&p("d"), "x"), None);
+        l.put(p("d"), HashSet::new(), l.begin());
+        assert_eq!(l.has(&p("d"), "x"), Some(false));
+    }
+
+    #[test]
+    fn zero_ttl_keeps_no_listing() {
+        let l = Listings::new(vec![Duration::ZERO]);
+        l.put_new(p("d"));
+        assert_eq!(l.has(&p("d"), "x"), None);
     }
 }

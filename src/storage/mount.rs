@@ -612,11 +612,19 @@ impl Mount {
         self.check_write(to)?;
         self.check_inside(from)?;
         self.check_inside(to)?;
-        self.op
-            .copy(from, to)
-            .await
-            .map(|_| true)
-            .map_err(|e| self.err(from, e))
+        let mut attempts = 0;
+        loop {
+            match self.op.copy(from, to).await {
+                Ok(_) => return Ok(true),
+                // S3 copies the version it saw first (x-amz-copy-source-if-match); another
+                // writer replaced the source meanwhile: copy what it holds now (or find it gone)
+                Err(e) if e.kind() == opendal::ErrorKind::Conflict && attempts < 5 => {
+                    attempts += 1;
+                    tracing::debug!(from, to, attempts, "source changed during copy, again");
+                }
+                Err(e) => return Err(self.err(from, e)),
+            }
+        }
     }
 
     /// Native rename inside this mount, when the backend has it.

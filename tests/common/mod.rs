@@ -217,12 +217,16 @@ fn toml_mount(c: &MountConfig) -> String {
             secret_key,
             timeout,
             retries,
+            cache_ttl,
             ..
         } => {
             s += &format!(
                 "protocol = \"s3\"\nbucket = \"{bucket}\"\ntimeout = {}\nretries = {retries}\n",
                 timeout.as_secs_f64()
             );
+            if let Some(t) = cache_ttl {
+                s += &format!("cache_ttl = {}\n", t.as_secs_f64());
+            }
             for (k, v) in [
                 ("prefix", prefix),
                 ("endpoint_url", endpoint_url),

@@ -39,15 +39,23 @@ impl Fs {
                         });
                     }
                 } else {
-                    for (name, e) in self.mount(*m).list(p).await? {
-                        let ct = Target::Path(*m, path::join(p, &name));
-                        let meta = self.entry_meta(&ct, &e);
-                        self.cache.put(ct.clone(), Some(meta.clone()));
-                        out.push(DirEntry {
-                            name,
-                            target: Some(ct),
-                            meta,
-                        });
+                    if let Some(listed) = self.listed(t, *m, p) {
+                        out = listed;
+                    } else {
+                        let started = self.listings.begin();
+                        let mut names = HashSet::new();
+                        for (name, e) in self.mount(*m).list(p).await? {
+                            let ct = Target::Path(*m, path::join(p, &name));
+                            let meta = self.entry_meta(&ct, &e);
+                            self.cache.put(ct.clone(), Some(meta.clone()));
+                            names.insert(name.clone());
+                            out.push(DirEntry {
+                                name,
+                                target: Some(ct),
+                                meta,
+                            });
+                        }
+                        self.listings.put(t.clone(), names, started);
                     }
                     let made: Vec<Target> = self
                         .lock_dirs()
@@ -108,6 +116,30 @@ impl Fs {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// An object-backend listing answered from a fresh listing of its names and the
+    /// attribute cache, with no request; `None` when any entry is unknown. Directories made
+    /// here, memory symlinks and staged files are merged by the caller, as after a request.
+    fn listed(&self, t: &Target, m: usize, p: &str) -> Option<Vec<DirEntry<Meta>>> {
+        let names = self.listings.names(t)?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let ct = Target::Path(m, path::join(p, &name));
+            match self.cache.get(&ct) {
+                Some(Some(meta)) => out.push(DirEntry {
+                    name,
+                    target: Some(ct),
+                    meta,
+                }),
+                _ if self.lock_dirs().contains(&ct)
+                    || self.lock_links().contains_key(&ct)
+                    || self.staged_size(&ct).is_some() => {}
+                _ => return None,
+            }
+        }
+        self.stats.add(m, |s| &s.cache_hits, 1);
+        Some(out)
     }
 
     /// Open a directory: its listing is taken now, so offsets stay stable.

@@ -150,6 +150,10 @@ impl Fs {
             .await?;
         if let (true, Some((m, p))) = (uploaded, mp) {
             // The backend now holds what the daemon knows: no need to ask it again.
+            self.listings.add(
+                &Target::Path(m, path::parent(&p).to_string()),
+                path::basename(&p),
+            );
             let t = Target::Path(m, p);
             match file.staged_size() {
                 Some(size) => self.cache.put(t.clone(), Some(self.staged_meta(&t, size))),

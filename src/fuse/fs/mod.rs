@@ -16,8 +16,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use fuser::{FileAttr, FileType, INodeNo};
 
+use crate::config::Backend;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fuse::attr_cache::AttrCache;
+use crate::fuse::attr_cache::{AttrCache, Listings};
 use crate::fuse::handles::{open_native, CacheDir, DirEntry, Handles, OpenFile};
 use crate::fuse::inode::{Inodes, Target, ROOT};
 use crate::fuse::local;
@@ -205,6 +206,8 @@ pub struct Fs {
     opts: FsOptions,
     inodes: Inodes,
     cache: AttrCache<Meta>,
+    /// Names of whole listings of object-backend directories.
+    listings: Listings,
     handles: Handles<Meta>,
     stats: Stats,
     overlay: Mutex<HashMap<Target, Overlay>>,
@@ -232,10 +235,35 @@ impl Fs {
     pub fn new(mounts: Vec<Arc<Mount>>, opts: FsOptions) -> Result<Fs> {
         let cache_dir = CacheDir::new(opts.cache_dir.as_deref())?;
         let stats = Stats::new(mounts.iter().map(|m| m.name().to_string()).collect());
+        // Per mount: S3's cache_ttl, or the daemon's TTLs. Local mounts ask their host
+        // directory every time and keep no listings.
+        let ttls: Vec<(Duration, Duration)> = mounts
+            .iter()
+            .map(|m| match &m.config().backend {
+                Backend::S3 {
+                    cache_ttl: Some(t), ..
+                } => (*t, *t),
+                _ => (opts.attr_ttl, opts.negative_ttl),
+            })
+            .collect();
+        let listing_ttls = mounts
+            .iter()
+            .zip(&ttls)
+            .map(|(m, (t, _))| match m.local_root() {
+                Some(_) => Duration::ZERO,
+                None => *t,
+            })
+            .collect::<Vec<_>>();
+        let one = (opts.attr_ttl, opts.negative_ttl);
         Ok(Fs {
+            cache: AttrCache::per_mount(if ttls.is_empty() { vec![one] } else { ttls }),
+            listings: Listings::new(if listing_ttls.is_empty() {
+                vec![Duration::ZERO]
+            } else {
+                listing_ttls
+            }),
             mounts,
             stats,
-            cache: AttrCache::new(opts.attr_ttl, opts.negative_ttl),
             opts,
             inodes: Inodes::new(),
             handles: Handles::default(),
@@ -505,6 +533,15 @@ impl Fs {
                 Some(v) => {
                     self.stats.add(*m, |s| &s.cache_hits, 1);
                     v
+                }
+                None if self.listings.has(
+                    &Target::Path(*m, path::parent(p).to_string()),
+                    path::basename(p),
+                ) == Some(false) =>
+                {
+                    // a fresh listing of the parent lacks the name
+                    self.stats.add(*m, |s| &s.cache_hits, 1);
+                    None
                 }
                 None => {
                     self.stats.add(*m, |s| &s.cache_misses, 1);

@@ -36,6 +36,10 @@ impl Fs {
             }
         }
         self.cache.invalidate(&t);
+        if let Target::Path(m, p) = &t {
+            let parent = Target::Path(*m, path::parent(p).to_string());
+            self.listings.add(&parent, path::basename(p));
+        }
         t
     }
 
@@ -73,6 +77,8 @@ impl Fs {
         } else {
             self.mount(m).create_dir(&p).await?;
             self.lock_dirs().insert(t.clone());
+            // nothing was there (checked above): a listing of it is empty
+            self.listings.put_new(t.clone());
         }
         let t = self.new_entry(t, Some(mode), caller);
         let meta = match self.meta(&t).await? {
@@ -204,6 +210,10 @@ impl Fs {
             // made here: it exists for as long as the daemon does, marker or not
             return Ok(());
         }
+        if self.listings.has_other(&pt, path::basename(p)) == Some(true) {
+            // a fresh listing has other entries: the parent stays
+            return Ok(());
+        }
         if !mount.dir_has_entries(parent).await? {
             mount.create_dir(parent).await?;
         }
@@ -214,6 +224,9 @@ impl Fs {
         self.inodes.unlink(t);
         if let Target::Path(m, p) = t {
             self.cache.invalidate_tree(*m, p);
+            let parent = Target::Path(*m, path::parent(p).to_string());
+            self.listings.remove(&parent, path::basename(p));
+            self.listings.drop_tree(*m, p);
             self.lock_dirs().retain(|k| !k.is_within(*m, p));
             self.lock_links().retain(|k, _| !k.is_within(*m, p));
             self.lock_overlay().retain(|k, _| !k.is_within(*m, p));
@@ -268,7 +281,11 @@ impl Fs {
             let child_of = |d: &Target| matches!(d, Target::Path(dm, dp) if dm == m && path::parent(dp) == p.as_str() && !dp.is_empty());
             let has_made_child =
                 self.lock_dirs().iter().any(child_of) || self.lock_links().keys().any(child_of);
-            if has_made_child || !mount.list(p).await?.is_empty() {
+            let has_child = match self.listings.is_empty(&t) {
+                Some(empty) => !empty,
+                None => !mount.list(p).await?.is_empty(),
+            };
+            if has_made_child || has_child {
                 return Err(Error::new(
                     ErrorKind::DirectoryNotEmpty,
                     self.ctx(&t),
@@ -311,6 +328,12 @@ impl Fs {
         let m = *m;
         if fp == tp {
             return Ok(());
+        }
+        // Listings of both parents are fetched again (a rename cut halfway leaves both names).
+        for q in [fp.as_str(), tp.as_str()] {
+            self.listings
+                .forget(&Target::Path(m, path::parent(q).to_string()));
+            self.listings.drop_tree(m, q);
         }
         // Local: the host rename and the inode table change as one step for opens (below).
         let _ns = if let (Some(hf), Some(ht)) = (self.host(m, fp)?, self.host(m, tp)?) {
