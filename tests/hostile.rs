@@ -87,6 +87,18 @@ fn malformed_configs_are_refused_with_one_line_naming_the_culprit() {
             "key \"timeout\": expected seconds",
         ),
         (
+            format!("{m}protocol = \"s3\"\nbucket = \"b\"\ncache_ttl = -5\n"),
+            "m.toml:5: mount \"m\": key \"cache_ttl\": -5 is out of range",
+        ),
+        (
+            format!("{m}protocol = \"s3\"\nbucket = \"b\"\ncache_ttl = \"5m\"\n"),
+            "key \"cache_ttl\": expected seconds",
+        ),
+        (
+            format!("{m}protocol = \"local\"\nroot_path = \"/tmp\"\ncache_ttl = 5\n"),
+            "key \"cache_ttl\": unknown key for protocol local",
+        ),
+        (
             format!("{m}protocol = \"memory\"\npermissions = \"root\"\n"),
             "m.toml:4: mount \"m\": key \"permissions\"",
         ),

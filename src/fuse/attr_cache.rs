@@ -154,6 +154,10 @@ impl Listings {
         names: HashSet<String>,
     ) {
         let Target::Path(m, _) = &dir else { return };
+        if names.len() > MAX_NAMES {
+            // a huge directory is listed each time rather than held
+            return;
+        }
         let ttl = self.ttl(*m);
         if ttl.is_zero() {
             return;
@@ -246,6 +250,8 @@ impl Listings {
 
 /// Listings beyond this many are dropped like attributes.
 const MAX_LISTINGS: usize = 10_000;
+/// A listing of more names than this is not kept (its attributes would not fit either).
+const MAX_NAMES: usize = 100_000;
 
 #[cfg(test)]
 mod tests {
