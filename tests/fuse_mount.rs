@@ -702,3 +702,45 @@ fn s3_cache_ttl_trusts_own_view_until_it_expires() {
         Some(libc::ENOENT)
     );
 }
+
+/// A lookup that finds nothing is kept by the kernel for the negative TTL (a repeated stat of
+/// a missing name costs no request); a name made on the host meanwhile shows once it ran out,
+/// at once with `--negative-ttl 0`, and a create through the mount is never refused by it.
+#[test]
+fn negative_entries_last_the_negative_ttl() {
+    for (flags, wait) in [
+        (
+            &["--negative-ttl", "2"][..],
+            Some(Duration::from_millis(2500)),
+        ),
+        (&["--negative-ttl", "0"][..], None),
+    ] {
+        let d = Daemon::start_with(Kind::Local, flags, |c| c);
+        let genro_storage::Backend::Local { root, .. } = d.config.backend.clone() else {
+            unreachable!()
+        };
+        let gone = |p: &str| fs::metadata(d.path(p)).unwrap_err().raw_os_error();
+        assert_eq!(gone("host"), Some(libc::ENOENT));
+        fs::write(root.join("host"), b"made on the host").unwrap();
+        if let Some(w) = wait {
+            assert_eq!(gone("host"), Some(libc::ENOENT), "{flags:?}");
+            std::thread::sleep(w);
+        }
+        assert_eq!(fs::read(d.path("host")).unwrap(), b"made on the host");
+        // a create right after a failed lookup (the negative entry is replaced)
+        assert_eq!(gone("mine"), Some(libc::ENOENT));
+        fs::write(d.path("mine"), b"x").unwrap();
+        assert_eq!(fs::read(root.join("mine")).unwrap(), b"x");
+        // and a create of a name made on the host meanwhile opens that file (no O_EXCL)
+        assert_eq!(gone("both"), Some(libc::ENOENT));
+        fs::write(root.join("both"), b"host ").unwrap();
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(d.path("both"))
+            .unwrap();
+        f.write_all(b"mount").unwrap();
+        drop(f);
+        assert_eq!(fs::read(root.join("both")).unwrap(), b"host mount");
+    }
+}

@@ -170,8 +170,17 @@ impl Filesystem for Adapter {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.to_owned();
         self.spawn("lookup", parent, |fs| async move {
-            let r = fs.lookup(parent.0, &name).await;
-            reply_entry(&fs, "lookup", reply, r);
+            match fs.lookup(parent.0, &name).await {
+                // A negative entry (inode 0): the kernel keeps the absence for the negative
+                // TTL, so that the next lookup or a create of that name needs no LOOKUP.
+                Err(e) if e.errno() == libc::ENOENT && !fs.negative_ttl().is_zero() => {
+                    errno(&fs, "lookup", &e);
+                    let mut attr = fs.attr(0, &fs.root_meta());
+                    attr.ino = INodeNo(0);
+                    reply.entry(&fs.negative_ttl(), &attr, Generation(0));
+                }
+                r => reply_entry(&fs, "lookup", reply, r),
+            }
         });
     }
 

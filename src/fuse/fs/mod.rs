@@ -281,6 +281,16 @@ impl Fs {
         self.opts.attr_ttl
     }
 
+    /// Attributes of the root directory (also the filler of a negative entry's reply).
+    pub fn root_meta(&self) -> Meta {
+        self.dir_meta(None)
+    }
+
+    /// The TTL the kernel may remember that a name does not exist for.
+    pub fn negative_ttl(&self) -> Duration {
+        self.opts.negative_ttl
+    }
+
     /// The per-mount counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
