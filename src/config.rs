@@ -514,6 +514,27 @@ fn parse_mount(
         }
     };
     let who = |key: &str| format!("{}mount \"{name}\": key \"{key}\"", kl(key));
+    // A number of seconds within `range` (described by `what`); None when the key is absent.
+    let seconds = |key: &str, what: &str, range: fn(f64) -> bool| -> Result<Option<Duration>> {
+        let secs = match t.get(key) {
+            None => return Ok(None),
+            Some(Value::Integer(i)) => *i as f64,
+            Some(Value::Float(f)) => *f,
+            Some(v) => {
+                return Err(Error::config(
+                    who(key),
+                    format!("expected seconds (a number), found {}", v.type_str()),
+                ))
+            }
+        };
+        if !range(secs) {
+            return Err(Error::config(
+                who(key),
+                format!("{secs} is out of range (seconds, {what})"),
+            ));
+        }
+        Ok(Some(Duration::from_secs_f64(secs)))
+    };
     let string = |key: &str| -> Result<Option<String>> {
         match t.get(key) {
             None => Ok(None),
@@ -597,27 +618,11 @@ fn parse_mount(
             endpoint_url: string("endpoint_url")?,
             access_key: string("access_key")?,
             secret_key: string("secret_key")?,
-            timeout: match t.get("timeout") {
+            timeout: match seconds("timeout", "above 0 and at most 3600", |s| {
+                s > 0.0 && s <= 3600.0
+            })? {
                 None => DEFAULT_S3_TIMEOUT,
-                Some(v) => {
-                    let secs = match v {
-                        Value::Integer(i) => *i as f64,
-                        Value::Float(f) => *f,
-                        v => {
-                            return Err(Error::config(
-                                who("timeout"),
-                                format!("expected seconds (a number), found {}", v.type_str()),
-                            ))
-                        }
-                    };
-                    if !(secs > 0.0 && secs <= 3600.0) {
-                        return Err(Error::config(
-                            who("timeout"),
-                            format!("{secs} is out of range (seconds, above 0 and at most 3600)"),
-                        ));
-                    }
-                    Duration::from_secs_f64(secs)
-                }
+                Some(d) => d,
             },
             retries: match t.get("retries") {
                 None => DEFAULT_S3_RETRIES,
@@ -629,28 +634,9 @@ fn parse_mount(
                     ))
                 }
             },
-            cache_ttl: match t.get("cache_ttl") {
-                None => None,
-                Some(v) => {
-                    let secs = match v {
-                        Value::Integer(i) => *i as f64,
-                        Value::Float(f) => *f,
-                        v => {
-                            return Err(Error::config(
-                                who("cache_ttl"),
-                                format!("expected seconds (a number), found {}", v.type_str()),
-                            ))
-                        }
-                    };
-                    if !(0.0..=86400.0).contains(&secs) {
-                        return Err(Error::config(
-                            who("cache_ttl"),
-                            format!("{secs} is out of range (seconds, from 0 to 86400)"),
-                        ));
-                    }
-                    Some(Duration::from_secs_f64(secs))
-                }
-            },
+            cache_ttl: seconds("cache_ttl", "from 0 to 86400", |s| {
+                (0.0..=86400.0).contains(&s)
+            })?,
         },
     };
     Ok(MountConfig {
