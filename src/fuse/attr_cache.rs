@@ -172,11 +172,12 @@ impl Listings {
         map.insert(dir, (names, now + ttl));
     }
 
-    /// The names of a directory, when a fresh listing of it is known.
-    pub fn names(&self, dir: &Target) -> Option<HashSet<String>> {
+    /// `f` of the names of a fresh listing of `dir`; `None` when none is known (an expired
+    /// one is dropped).
+    fn fresh<R>(&self, dir: &Target, f: impl FnOnce(&HashSet<String>) -> R) -> Option<R> {
         let mut map = self.lock();
         match map.get(dir) {
-            Some((names, exp)) if *exp > Instant::now() => Some(names.clone()),
+            Some((names, exp)) if *exp > Instant::now() => Some(f(names)),
             Some(_) => {
                 map.remove(dir);
                 None
@@ -185,34 +186,27 @@ impl Listings {
         }
     }
 
+    /// The names of a directory, when a fresh listing of it is known.
+    pub fn names(&self, dir: &Target) -> Option<HashSet<String>> {
+        self.fresh(dir, HashSet::clone)
+    }
+
     /// Whether a fresh listing of `dir` has `name`; `None` when no fresh listing is known.
     pub fn has(&self, dir: &Target, name: &str) -> Option<bool> {
-        let map = self.lock();
-        match map.get(dir) {
-            Some((names, exp)) if *exp > Instant::now() => Some(names.contains(name)),
-            _ => None,
-        }
+        self.fresh(dir, |names| names.contains(name))
     }
 
     /// Whether a fresh listing of `dir` has a name other than `name`; `None` when no fresh
     /// listing is known.
     pub fn has_other(&self, dir: &Target, name: &str) -> Option<bool> {
-        let map = self.lock();
-        match map.get(dir) {
-            Some((names, exp)) if *exp > Instant::now() => {
-                Some(names.len() > 1 || (names.len() == 1 && !names.contains(name)))
-            }
-            _ => None,
-        }
+        self.fresh(dir, |names| {
+            names.len() > 1 || (names.len() == 1 && !names.contains(name))
+        })
     }
 
     /// Whether a fresh listing of `dir` is empty; `None` when no fresh listing is known.
     pub fn is_empty(&self, dir: &Target) -> Option<bool> {
-        let map = self.lock();
-        match map.get(dir) {
-            Some((names, exp)) if *exp > Instant::now() => Some(names.is_empty()),
-            _ => None,
-        }
+        self.fresh(dir, HashSet::is_empty)
     }
 
     /// A name made in `dir` by us (kept only if the listing is known).
