@@ -117,11 +117,23 @@ impl Fs {
     pub async fn read(&self, ino: u64, fh: u64, off: u64, size: u32) -> Result<Bytes> {
         let h = self.handles.file(fh)?;
         let (m, p) = self.open_path(ino).unzip();
-        let data = h.file.read(&p.unwrap_or_default(), &h, off, size).await?;
-        if let Some(m) = m {
-            self.stats.add(m, |s| &s.bytes_read, data.len() as u64);
+        let before = h.file.size();
+        let data = h
+            .file
+            .read(p.as_deref().unwrap_or_default(), &h, off, size)
+            .await;
+        if let (Some(m), Some(p)) = (m, p) {
+            if h.file.size() != before || data.is_err() {
+                // the object changed behind us (or is unreadable): ask the backend next time
+                let parent = Target::Path(m, path::parent(&p).to_string());
+                self.cache.invalidate(&Target::Path(m, p));
+                self.listings.forget(&parent);
+            }
+            if let Ok(d) = &data {
+                self.stats.add(m, |s| &s.bytes_read, d.len() as u64);
+            }
         }
-        Ok(data)
+        data
     }
 
     /// Write to an open file.

@@ -267,7 +267,25 @@ impl OpenFile {
             buf.truncate(got);
             return Ok(Bytes::from(buf));
         }
-        self.read_remote(path, fh, off, len).await
+        match self.read_remote(path, fh, off, len).await {
+            Ok(b) => Ok(b),
+            // The size came from what the daemon knew (a cache trusted for a TTL); another
+            // client may have replaced the object since: read it again as it is now.
+            Err(e) => match self.mount.stat(path).await {
+                Ok(Some(now)) if !now.is_dir() && now.size != self.size() => {
+                    tracing::info!(
+                        path,
+                        was = self.size(),
+                        now = now.size,
+                        "object changed behind the daemon; read again"
+                    );
+                    self.size.store(now.size, Ordering::Release);
+                    *fh.readahead.lock().await = ReadAhead::default();
+                    self.read_remote(path, fh, off, len).await
+                }
+                _ => Err(e),
+            },
+        }
     }
 
     /// Reads from the backend with a read-ahead window that doubles while access is
