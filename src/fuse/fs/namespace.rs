@@ -329,12 +329,14 @@ impl Fs {
         if fp == tp {
             return Ok(());
         }
-        // Listings of both parents are fetched again (a rename cut halfway leaves both names).
-        for q in [fp.as_str(), tp.as_str()] {
-            self.listings
-                .forget(&Target::Path(m, path::parent(q).to_string()));
-            self.listings.drop_tree(m, q);
-        }
+        // Listings of both parents are fetched again: forgotten now, and again when the
+        // rename is over (however it ends), so that a listing fetched while it ran is not kept.
+        let forget = ForgetListings {
+            listings: &self.listings,
+            mount: m,
+            paths: [fp.to_string(), tp.to_string()],
+        };
+        forget.forget();
         // Local: the host rename and the inode table change as one step for opens (below).
         let _ns = if let (Some(hf), Some(ht)) = (self.host(m, fp)?, self.host(m, tp)?) {
             let ns = self.ns_change();
@@ -589,4 +591,27 @@ fn inherited_gid(host: &Path, caller: Caller) -> Option<u32> {
         .and_then(|d| std::fs::metadata(d).ok())
         .is_some_and(|md| md.mode() & libc::S_ISGID != 0);
     (!setgid_dir).then_some(caller.gid)
+}
+
+/// Drops the listings of two paths' parents and subtrees when made and when dropped.
+struct ForgetListings<'a> {
+    listings: &'a Listings,
+    mount: usize,
+    paths: [String; 2],
+}
+
+impl ForgetListings<'_> {
+    fn forget(&self) {
+        for q in &self.paths {
+            self.listings
+                .forget(&Target::Path(self.mount, path::parent(q).to_string()));
+            self.listings.drop_tree(self.mount, q);
+        }
+    }
+}
+
+impl Drop for ForgetListings<'_> {
+    fn drop(&mut self) {
+        self.forget();
+    }
 }
