@@ -163,9 +163,13 @@ impl Listings {
             return;
         }
         let now = Instant::now();
-        if map.len() >= MAX_LISTINGS {
+        let full = |map: &HashMap<Target, (HashSet<String>, Instant)>| {
+            map.len() >= MAX_LISTINGS
+                || map.values().map(|(n, _)| n.len()).sum::<usize>() + names.len() > MAX_NAMES
+        };
+        if full(map) {
             map.retain(|_, (_, exp)| *exp > now);
-            if map.len() >= MAX_LISTINGS {
+            if full(map) {
                 map.clear();
             }
         }
@@ -244,8 +248,9 @@ impl Listings {
 
 /// Listings beyond this many are dropped like attributes.
 const MAX_LISTINGS: usize = 10_000;
-/// A listing of more names than this is not kept (its attributes would not fit either).
-const MAX_NAMES: usize = 100_000;
+/// Names held in all listings together, at most (a listing of more is not kept: its
+/// attributes would not fit in the attribute cache either).
+const MAX_NAMES: usize = 200_000;
 
 #[cfg(test)]
 mod tests {
@@ -338,6 +343,25 @@ mod tests {
         assert_eq!(l.has(&p("d"), "x"), None);
         l.put(p("d"), HashSet::new(), l.begin());
         assert_eq!(l.has(&p("d"), "x"), Some(false));
+    }
+
+    #[test]
+    fn listings_hold_a_bounded_number_of_names() {
+        let l = Listings::new(vec![Duration::from_secs(60)]);
+        let many = |k: usize| (0..MAX_NAMES / 2).map(|i| format!("{k}-{i}")).collect();
+        l.put(p("a"), many(1), l.begin());
+        l.put(p("b"), many(2), l.begin());
+        assert_eq!(l.has(&p("a"), "x"), Some(false));
+        // a third would pass the bound: the fresh ones are dropped to make room
+        l.put(p("c"), many(3), l.begin());
+        assert_eq!(l.has(&p("a"), "x"), None);
+        assert_eq!(l.has(&p("c"), "3-0"), Some(true));
+        l.put(
+            p("huge"),
+            (0..=MAX_NAMES).map(|i| i.to_string()).collect(),
+            l.begin(),
+        );
+        assert_eq!(l.has(&p("huge"), "0"), None);
     }
 
     #[test]
