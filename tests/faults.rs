@@ -137,15 +137,7 @@ fn s3_dies_mid_read() {
     let proxy = FaultProxy::start();
     let mut d = daemon_behind(&proxy);
     let data = pattern(48 << 20, 7);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let s = d.backend_storage().await;
-        s.node("t:big.bin")
-            .unwrap()
-            .write(data.clone())
-            .await
-            .unwrap();
-    });
+    d.backend_write("big.bin", &data);
 
     let mut f = fs::File::open(d.path("big.bin")).unwrap();
     let mut head = vec![0u8; 1 << 20];

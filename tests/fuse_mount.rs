@@ -674,15 +674,7 @@ fn s3_cache_ttl_trusts_own_view_until_it_expires() {
     assert!(listed(&d).is_empty());
     let t0 = std::time::Instant::now();
     fs::write(d.path("d/mine"), b"through the mount").unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let s = d.backend_storage().await;
-        s.node("t:d/theirs")
-            .unwrap()
-            .write(b"behind".to_vec())
-            .await
-            .unwrap();
-    });
+    d.backend_write("d/theirs", b"behind");
     // Our own change shows at once; theirs not while the listing is trusted.
     assert_eq!(listed(&d), ["mine"]);
     let e = fs::metadata(d.path("d/theirs")).unwrap_err();
@@ -703,19 +695,9 @@ fn s3_cache_ttl_trusts_own_view_until_it_expires() {
     );
     // An object replaced behind the daemon by a shorter one while its size is trusted: a
     // read gets what the object holds now, not EIO.
-    let put = |data: &'static [u8]| {
-        rt.block_on(async {
-            let s = d.backend_storage().await;
-            s.node("t:e/changing")
-                .unwrap()
-                .write(data.to_vec())
-                .await
-                .unwrap();
-        })
-    };
-    put(b"0123456789");
+    d.backend_write("e/changing", b"0123456789");
     assert_eq!(fs::metadata(d.path("e/changing")).unwrap().len(), 10);
-    put(b"abc");
+    d.backend_write("e/changing", b"abc");
     assert_eq!(fs::read(d.path("e/changing")).unwrap(), b"abc");
 }
 

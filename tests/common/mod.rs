@@ -368,6 +368,16 @@ impl Daemon {
         s.configure(vec![self.config.clone()]).await.unwrap();
         s
     }
+
+    /// Write `data` to `path` of the mount's backend directly (behind the daemon's back).
+    pub fn backend_write(&self, path: &str, data: &[u8]) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let s = self.backend_storage().await;
+            let n = s.node(&format!("t:{path}")).unwrap();
+            n.write(data.to_vec()).await.unwrap();
+        })
+    }
 }
 
 impl Drop for Daemon {
