@@ -17,7 +17,7 @@ const MAX_ENTRIES: usize = 200_000;
 /// A TTL cache of `Some(attributes)` or `None` (negative) per path.
 #[derive(Debug)]
 pub struct AttrCache<V> {
-    /// Positive and negative TTL, per mount index (the last one serves any index beyond).
+    /// Positive and negative TTL, per mount index.
     ttls: Vec<(Duration, Duration)>,
     map: Mutex<HashMap<Target, (Option<V>, Instant)>>,
 }
@@ -28,9 +28,8 @@ impl<V: Clone> AttrCache<V> {
         Self::per_mount(vec![(ttl, negative_ttl)])
     }
 
-    /// A cache with (positive, negative) TTLs per mount index.
+    /// A cache with (positive, negative) TTLs per mount index (none kept beyond them).
     pub fn per_mount(ttls: Vec<(Duration, Duration)>) -> Self {
-        assert!(!ttls.is_empty(), "at least one pair of TTLs");
         AttrCache {
             ttls,
             map: Mutex::new(HashMap::new()),
@@ -38,11 +37,10 @@ impl<V: Clone> AttrCache<V> {
     }
 
     fn ttls_of(&self, t: &Target) -> (Duration, Duration) {
-        let m = match t {
-            Target::Path(m, _) => *m,
-            Target::Root => 0,
-        };
-        self.ttls[m.min(self.ttls.len() - 1)]
+        match t {
+            Target::Path(m, _) => self.ttls.get(*m).copied().unwrap_or_default(),
+            Target::Root => Default::default(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Target, (Option<V>, Instant)>> {
@@ -110,7 +108,6 @@ pub struct Listings {
 impl Listings {
     /// Listings trusted for `ttls[mount]` (zero keeps none).
     pub fn new(ttls: Vec<Duration>) -> Self {
-        assert!(!ttls.is_empty(), "at least one TTL");
         Listings {
             ttls,
             map: Mutex::new(HashMap::new()),
@@ -123,7 +120,7 @@ impl Listings {
     }
 
     fn ttl(&self, m: usize) -> Duration {
-        self.ttls[m.min(self.ttls.len() - 1)]
+        self.ttls.get(m).copied().unwrap_or_default()
     }
 
     /// Call before fetching a listing; pass the result to [`Listings::put`].

@@ -253,15 +253,10 @@ impl Fs {
                 Some(_) => Duration::ZERO,
                 None => *t,
             })
-            .collect::<Vec<_>>();
-        let one = (opts.attr_ttl, opts.negative_ttl);
+            .collect();
         Ok(Fs {
-            cache: AttrCache::per_mount(if ttls.is_empty() { vec![one] } else { ttls }),
-            listings: Listings::new(if listing_ttls.is_empty() {
-                vec![Duration::ZERO]
-            } else {
-                listing_ttls
-            }),
+            cache: AttrCache::per_mount(ttls),
+            listings: Listings::new(listing_ttls),
             mounts,
             stats,
             opts,
