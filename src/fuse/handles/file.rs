@@ -270,8 +270,9 @@ impl OpenFile {
         match self.read_remote(path, fh, off, len).await {
             Ok(b) => Ok(b),
             // The size came from what the daemon knew (a cache trusted for a TTL); another
-            // client may have replaced the object since: read it again as it is now.
-            Err(e) => match self.mount.stat(path).await {
+            // client may have replaced the object since: read it again as it is now. Only
+            // for the errors such a change gives (a dead server is not asked twice).
+            Err(e) if changed_behind(&e) => match self.mount.stat(path).await {
                 Ok(Some(now)) if !now.is_dir() && now.size != self.size() => {
                     tracing::info!(
                         path,
@@ -285,6 +286,7 @@ impl OpenFile {
                 }
                 _ => Err(e),
             },
+            Err(e) => Err(e),
         }
     }
 
@@ -773,4 +775,33 @@ async fn upload(mount: &Mount, path: &str, file: &File, size: u64) -> Result<()>
         off += n as u64;
     }
     mount.close_writer(path, w, size).await
+}
+
+/// Whether a failed ranged read looks like the object changed under a size the daemon
+/// trusted: gone, shorter than the range (416), or a body shorter than the range asked
+/// (opendal's "unexpected data size", reported with no kind of its own).
+fn changed_behind(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidRange)
+        || e.message().contains("unexpected data size")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_changed_object_is_asked_again() {
+        let e = |k, m: &str| Error::new(k, "s3:f", m);
+        assert!(changed_behind(&e(ErrorKind::NotFound, "gone")));
+        assert!(changed_behind(&e(ErrorKind::InvalidRange, "416")));
+        assert!(changed_behind(&e(
+            ErrorKind::Backend,
+            "Unexpected (persistent) at read => reader got unexpected data size"
+        )));
+        // a dead or hung server: its error is returned as is, with no second request
+        assert!(!changed_behind(&e(
+            ErrorKind::Backend,
+            "Unexpected (temporary) at read => send http request: connection refused"
+        )));
+    }
 }
