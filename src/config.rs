@@ -618,12 +618,10 @@ fn parse_mount(
             endpoint_url: string("endpoint_url")?,
             access_key: string("access_key")?,
             secret_key: string("secret_key")?,
-            timeout: match seconds("timeout", "above 0 and at most 3600", |s| {
+            timeout: seconds("timeout", "above 0 and at most 3600", |s| {
                 s > 0.0 && s <= 3600.0
-            })? {
-                None => DEFAULT_S3_TIMEOUT,
-                Some(d) => d,
-            },
+            })?
+            .unwrap_or(DEFAULT_S3_TIMEOUT),
             retries: match t.get("retries") {
                 None => DEFAULT_S3_RETRIES,
                 Some(Value::Integer(i)) if (0..=20).contains(i) => *i as usize,
