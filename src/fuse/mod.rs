@@ -1,7 +1,8 @@
 //! The FUSE daemon: every configured mount as a directory of one mountpoint.
 //!
-//! `adapter.rs` speaks to the kernel, `fs.rs` is the async core, `inode.rs`, `attr_cache.rs`
-//! and `handles.rs` hold its state, `local.rs` the native calls of local mounts.
+//! `adapter.rs` speaks to the kernel, `fs/` is the async core (namespace, directories, I/O,
+//! attributes), `inode.rs`, `attr_cache.rs` and `handles/` hold its state, `local.rs` the
+//! native calls of local mounts.
 
 pub mod adapter;
 pub mod attr_cache;
