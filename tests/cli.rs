@@ -68,11 +68,11 @@ fn help_version_and_config_check() {
         "data  local",
         "native, atomic",
         "mem  memory",
-        "streamed copy + delete",
+        "native (directories too, at once)",
         "changes              refused (EROFS)",
         "s3  s3",
         "server-side copy + delete",
-        "symlinks, hard links no (EPERM)",
+        "symlinks, FIFOs, sockets, devices as objects carrying their type; hard links no (EPERM)",
     ] {
         assert!(
             check.contains(want),

@@ -35,6 +35,7 @@ suite!(
     large_directory,
     sigterm_uploads_open_file,
     unlinked_open_file_keeps_working,
+    symlinks_are_objects,
 );
 
 /// A small source tree with no empty directory (s3s-fs keeps no directory markers).
@@ -222,17 +223,13 @@ fn create_unlink_rmdir_errors(k: Kind) {
     fs::remove_dir(d.path("dir")).unwrap();
     assert!(!d.path("dir").exists());
     let sym = std::os::unix::fs::symlink("f", d.path("link"));
-    if k != Kind::S3 {
-        sym.unwrap();
-        assert_eq!(fs::read_link(d.path("link")).unwrap().to_str(), Some("f"));
-        assert_eq!(fs::read_to_string(d.path("link")).unwrap(), "x");
-        assert!(fs::symlink_metadata(d.path("link"))
-            .unwrap()
-            .file_type()
-            .is_symlink());
-    } else {
-        assert_eq!(sym.unwrap_err().raw_os_error(), Some(libc::EPERM));
-    }
+    sym.unwrap();
+    assert_eq!(fs::read_link(d.path("link")).unwrap().to_str(), Some("f"));
+    assert_eq!(fs::read_to_string(d.path("link")).unwrap(), "x");
+    assert!(fs::symlink_metadata(d.path("link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 fn handles_share_writes(k: Kind) {
@@ -583,21 +580,20 @@ fn special_files_on_local_and_eperm_elsewhere() {
     drop(d);
     for k in [Kind::Memory, Kind::S3] {
         let d = Daemon::start(k);
-        let out = std::process::Command::new("mkfifo")
-            .arg(d.path("p"))
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
-            "{k:?}"
+        d.sh("mkfifo -m 0640 p && test -p p && mknod c c 1 3 && test -c c && mknod b b 7 0 && test -b b");
+        assert_eq!(
+            fs::symlink_metadata(d.path("p")).unwrap().mode() & 0o7777,
+            0o640
         );
+        let c = fs::symlink_metadata(d.path("c")).unwrap();
+        assert_eq!((c.rdev(), c.len()), (libc::makedev(1, 3), 0), "{k:?}");
+        d.sh("mv p p2 && test -p p2 && rm p2 c b");
     }
 }
 
-#[test]
-fn symlinks_on_memory_mounts_are_kept_by_the_daemon() {
-    let d = Daemon::start(Kind::Memory);
+/// Symlinks on object backends are objects whose body is the target (s3fs's way).
+fn symlinks_are_objects(k: Kind) {
+    let d = Daemon::start(k);
     d.sh("mkdir d && echo hi > d/f && ln -s f d/l && ln -s d/f top && test -L d/l");
     assert_eq!(d.sh("readlink d/l && cat d/l top"), "f\nhi\nhi\n");
     assert!(d.sh("ls -l d").contains("l -> f"));
@@ -609,9 +605,31 @@ fn symlinks_on_memory_mounts_are_kept_by_the_daemon() {
     let e = std::os::unix::fs::symlink("x", d.path("top")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
     d.sh("rm top && ! test -L top");
+}
+
+/// Mode, owner, times, symlinks and FIFOs live with the objects: a new daemon shows them,
+/// and a script made executable runs.
+#[test]
+fn s3_metadata_survives_a_remount() {
+    use std::os::unix::fs::MetadataExt;
     let d = Daemon::start(Kind::S3);
-    let e = std::os::unix::fs::symlink("x", d.path("l")).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+    d.sh(
+        "printf '#!/bin/sh\necho ran\n' > run.sh && chmod 755 run.sh && chown 1234:5678 run.sh \
+          && touch -d '2001-02-03 04:05:06' run.sh && ln -s run.sh link && mkfifo -m 600 fifo \
+          && mkdir -m 700 dir && chown 42:43 dir && echo x > dir/f && chmod 604 dir/f",
+    );
+    let d = d.remount();
+    let md = fs::symlink_metadata(d.path("run.sh")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o755);
+    assert_eq!((md.uid(), md.gid()), (1234, 5678));
+    assert_eq!(md.mtime(), 981173106, "{}", d.sh("stat run.sh"));
+    assert_eq!(d.sh("./run.sh"), "ran\n");
+    assert_eq!(
+        d.sh("readlink link && test -p fifo && stat -c %a fifo"),
+        "run.sh\n600\n"
+    );
+    assert_eq!(d.sh("stat -c %a dir/f"), "604\n");
+    assert_eq!(d.sh("cat link"), "#!/bin/sh\necho ran\n");
 }
 
 /// The temporary-file pattern: open, unlink, then keep using the descriptor. fstat works

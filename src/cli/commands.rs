@@ -143,13 +143,17 @@ pub fn semantics(m: &Mount) -> Vec<(&'static str, String)> {
     let rename = if local {
         object("native, atomic (rename(2))")
     } else if caps.rename {
-        object("native")
+        object("native (directories too, at once)")
     } else if caps.copy {
         object("server-side copy + delete (directories: not atomic)")
     } else {
         object("streamed copy + delete (directories: not atomic)")
     };
-    let kept = "kept by the daemon until unmount";
+    let kept = if m.is_s3() {
+        "kept in the object's metadata (s3fs's x-amz-meta-mode, -uid, -gid, -mtime)"
+    } else {
+        "kept with the object, as long as the memory mount"
+    };
     let mut out = vec![
         ("read", object("ranged, clamped to the size")),
         (
@@ -181,20 +185,16 @@ pub fn semantics(m: &Mount) -> Vec<(&'static str, String)> {
             "mtime",
             if local {
                 object("on disk")
-            } else if m.is_s3() {
-                format!("Last-Modified; set times {kept}")
             } else {
-                format!("the mount's start time; set times {kept}")
+                format!("the last write's (Last-Modified where none is kept); set times {kept}")
             },
         ),
         (
             "symlinks, hard links",
             if local {
                 object("yes (never followed by the daemon)")
-            } else if m.is_memory() {
-                object("symlinks kept by the daemon; hard links no (EPERM)")
             } else {
-                object("no (EPERM)")
+                object("symlinks, FIFOs, sockets, devices as objects carrying their type; hard links no (EPERM)")
             },
         ),
         (

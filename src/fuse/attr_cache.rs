@@ -2,8 +2,11 @@
 //! including negative entries (the path does not exist), and the names of whole listings, so
 //! that a lookup of a name a fresh listing lacks needs no request. Our own mutations
 //! invalidate attributes and keep listings up to date (or drop them).
+//!
+//! Both are ordered maps, so that forgetting a subtree costs what the subtree holds; a full
+//! map sweeps its expired entries once (amortised over the puts that filled it).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,7 +22,7 @@ const MAX_ENTRIES: usize = 200_000;
 pub struct AttrCache<V> {
     /// Positive and negative TTL, per mount index.
     ttls: Vec<(Duration, Duration)>,
-    map: Mutex<HashMap<Target, (Option<V>, Instant)>>,
+    map: Mutex<BTreeMap<Target, (Option<V>, Instant)>>,
 }
 
 impl<V: Clone> AttrCache<V> {
@@ -32,7 +35,7 @@ impl<V: Clone> AttrCache<V> {
     pub fn per_mount(ttls: Vec<(Duration, Duration)>) -> Self {
         AttrCache {
             ttls,
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -43,7 +46,7 @@ impl<V: Clone> AttrCache<V> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Target, (Option<V>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Target, (Option<V>, Instant)>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -85,7 +88,10 @@ impl<V: Clone> AttrCache<V> {
 
     /// Forget a path and everything below it (rename or delete of a directory).
     pub fn invalidate_tree(&self, mount: usize, path: &str) {
-        self.lock().retain(|k, _| !k.is_within(mount, path));
+        let mut m = self.lock();
+        for k in Target::subtree(&m, mount, path) {
+            m.remove(&k);
+        }
     }
 
     /// Forget everything.
@@ -94,12 +100,27 @@ impl<V: Clone> AttrCache<V> {
     }
 }
 
+/// The listings, and how many names they hold together.
+#[derive(Debug, Default)]
+struct ListingMap {
+    dirs: BTreeMap<Target, (HashSet<String>, Instant)>,
+    names: usize,
+}
+
+impl ListingMap {
+    fn remove(&mut self, dir: &Target) {
+        if let Some((n, _)) = self.dirs.remove(dir) {
+            self.names -= n.len();
+        }
+    }
+}
+
 /// The names of whole directory listings, each trusted for its mount's positive TTL. Our
 /// own changes add and remove names; anything less certain drops the listing.
 #[derive(Debug)]
 pub struct Listings {
     ttls: Vec<Duration>,
-    map: Mutex<HashMap<Target, (HashSet<String>, Instant)>>,
+    map: Mutex<ListingMap>,
     /// Bumped by every change of ours: a listing fetched while one happened is not kept
     /// (it may lack a name we just made).
     epoch: AtomicU64,
@@ -110,12 +131,12 @@ impl Listings {
     pub fn new(ttls: Vec<Duration>) -> Self {
         Listings {
             ttls,
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(ListingMap::default()),
             epoch: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Target, (HashSet<String>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ListingMap> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -144,12 +165,7 @@ impl Listings {
         self.insert(&mut map, dir, HashSet::new());
     }
 
-    fn insert(
-        &self,
-        map: &mut HashMap<Target, (HashSet<String>, Instant)>,
-        dir: Target,
-        names: HashSet<String>,
-    ) {
+    fn insert(&self, map: &mut ListingMap, dir: Target, names: HashSet<String>) {
         let Target::Path(m, _) = &dir else { return };
         if names.len() > MAX_NAMES {
             // a huge directory is listed each time rather than held
@@ -160,24 +176,26 @@ impl Listings {
             return;
         }
         let now = Instant::now();
-        let full = |map: &HashMap<Target, (HashSet<String>, Instant)>| {
-            map.len() >= MAX_LISTINGS
-                || map.values().map(|(n, _)| n.len()).sum::<usize>() + names.len() > MAX_NAMES
+        map.remove(&dir);
+        let full = |map: &ListingMap| {
+            map.dirs.len() >= MAX_LISTINGS || map.names + names.len() > MAX_NAMES
         };
         if full(map) {
-            map.retain(|_, (_, exp)| *exp > now);
+            map.dirs.retain(|_, (_, exp)| *exp > now);
+            map.names = map.dirs.values().map(|(n, _)| n.len()).sum();
             if full(map) {
-                map.clear();
+                *map = ListingMap::default();
             }
         }
-        map.insert(dir, (names, now + ttl));
+        map.names += names.len();
+        map.dirs.insert(dir, (names, now + ttl));
     }
 
     /// `f` of the names of a fresh listing of `dir`; `None` when none is known (an expired
     /// one is dropped).
     fn fresh<R>(&self, dir: &Target, f: impl FnOnce(&HashSet<String>) -> R) -> Option<R> {
         let mut map = self.lock();
-        match map.get(dir) {
+        match map.dirs.get(dir) {
             Some((names, exp)) if *exp > Instant::now() => Some(f(names)),
             Some(_) => {
                 map.remove(dir);
@@ -214,8 +232,10 @@ impl Listings {
     pub fn add(&self, dir: &Target, name: &str) {
         let mut map = self.lock();
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        if let Some((names, _)) = map.get_mut(dir) {
-            names.insert(name.to_string());
+        if let Some((names, _)) = map.dirs.get_mut(dir) {
+            if names.insert(name.to_string()) {
+                map.names += 1;
+            }
         }
     }
 
@@ -223,8 +243,10 @@ impl Listings {
     pub fn remove(&self, dir: &Target, name: &str) {
         let mut map = self.lock();
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        if let Some((names, _)) = map.get_mut(dir) {
-            names.remove(name);
+        if let Some((names, _)) = map.dirs.get_mut(dir) {
+            if names.remove(name) {
+                map.names -= 1;
+            }
         }
     }
 
@@ -239,7 +261,9 @@ impl Listings {
     pub fn drop_tree(&self, mount: usize, path: &str) {
         let mut map = self.lock();
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        map.retain(|k, _| !k.is_within(mount, path));
+        for k in Target::subtree(&map.dirs, mount, path) {
+            map.remove(&k);
+        }
     }
 }
 

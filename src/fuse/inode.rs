@@ -4,14 +4,16 @@
 //! drops it, so memory stays bounded while `find` walks a large tree. Renames move paths, and
 //! unlink detaches a path so that a new file there gets a new inode.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Mutex;
 
 /// The inode number of the filesystem root (the directory listing the mounts).
 pub const ROOT: u64 = 1;
 
-/// What an inode stands for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What an inode stands for. Ordered by mount, then path, so that a subtree is one range of
+/// an ordered map ([`Target::subtree`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     /// The root directory that lists the mounts.
     Root,
@@ -32,6 +34,40 @@ impl Target {
             Target::Root => false,
         }
     }
+
+    /// The bounds of every target strictly below `path` on `mount` (all of the mount for
+    /// `""`): `p/` up to `p0` (`'0'` follows `'/'`), so that a subtree is one range.
+    pub fn below(mount: usize, path: &str) -> (Bound<Target>, Bound<Target>) {
+        if path.is_empty() {
+            return (
+                Bound::Excluded(Target::Path(mount, String::new())),
+                Bound::Excluded(Target::Path(mount + 1, String::new())),
+            );
+        }
+        (
+            Bound::Included(Target::Path(mount, format!("{path}/"))),
+            Bound::Excluded(Target::Path(mount, format!("{path}0"))),
+        )
+    }
+
+    /// The keys of `map` at `path` and below it: O(log n + what the subtree holds).
+    pub fn subtree<V>(map: &BTreeMap<Target, V>, mount: usize, path: &str) -> Vec<Target> {
+        let me = Target::Path(mount, path.to_string());
+        let mut out: Vec<Target> = map.contains_key(&me).then_some(me).into_iter().collect();
+        out.extend(map.range(Self::below(mount, path)).map(|(k, _)| k.clone()));
+        out
+    }
+
+    /// The mount and path of a target below the mount root (None for the root and mount roots).
+    pub fn parent(&self) -> Option<Target> {
+        match self {
+            Target::Path(m, p) if !p.is_empty() => Some(Target::Path(
+                *m,
+                crate::storage::path::parent(p).to_string(),
+            )),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -46,7 +82,7 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Table {
     slots: HashMap<u64, Slot>,
-    by_target: HashMap<Target, u64>,
+    by_target: BTreeMap<Target, u64>,
     next: u64,
 }
 
@@ -203,14 +239,10 @@ impl Inodes {
                 s.target = None;
             }
         }
-        let moved: Vec<(Target, u64)> = t
-            .by_target
-            .iter()
-            .filter(|(k, _)| k.is_within(mount, from))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        for (old, ino) in moved {
-            t.by_target.remove(&old);
+        for old in Target::subtree(&t.by_target, mount, from) {
+            let Some(ino) = t.by_target.remove(&old) else {
+                continue;
+            };
             let Target::Path(m, p) = old else { continue };
             let new = Target::Path(m, format!("{to}{}", &p[from.len()..]));
             if let Some(s) = t.slots.get_mut(&ino) {
@@ -218,6 +250,28 @@ impl Inodes {
             }
             t.by_target.insert(new, ino);
         }
+    }
+
+    /// The known inodes directly inside the directory `path` of `mount` (found in the
+    /// subtree's range: costs what the table holds below `path`, not the whole table).
+    pub fn children(&self, mount: usize, path: &str) -> Vec<(Target, u64)> {
+        let t = self.lock();
+        t.by_target
+            .range(Target::below(mount, path))
+            .filter(
+                |(k, _)| matches!(k, Target::Path(_, p) if crate::storage::path::parent(p) == path),
+            )
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// The known inodes at `path` on `mount` and below it.
+    pub fn subtree(&self, mount: usize, path: &str) -> Vec<u64> {
+        let t = self.lock();
+        Target::subtree(&t.by_target, mount, path)
+            .iter()
+            .filter_map(|k| t.by_target.get(k).copied())
+            .collect()
     }
 
     /// How many inodes are held (for tests and stats).

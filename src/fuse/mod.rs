@@ -6,6 +6,7 @@
 
 pub mod adapter;
 pub mod attr_cache;
+pub mod dir_attrs;
 pub mod fs;
 pub mod handles;
 pub mod inode;

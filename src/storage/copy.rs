@@ -369,7 +369,7 @@ async fn copy_one(
         }
         return Ok(Some(r));
     }
-    s.copy_file(d, se.size, on_bytes).await?;
+    s.copy_file(d, se.size, &se.posix, on_bytes).await?;
     if let Some(f) = &opts.on_file {
         f(s, d, se.size);
     }

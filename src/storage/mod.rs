@@ -3,6 +3,9 @@
 pub mod blocking;
 pub mod copy;
 pub mod manager;
+pub mod memory;
 pub mod mount;
 pub mod node;
 pub mod path;
+pub mod posix;
+pub mod s3raw;

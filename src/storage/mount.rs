@@ -1,5 +1,6 @@
 //! One mount: its `opendal::Operator` (built here, the backend factory) and the primitive
-//! operations on normalised paths, with every opendal trap handled once.
+//! operations on normalised paths, with every opendal trap handled once. On object backends
+//! each object carries its POSIX attributes (`posix.rs`), read with it and written with it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +13,10 @@ use opendal::{services, Capability, EntryMode, Metadata, Operator};
 
 use crate::config::{Backend, MountConfig, Permissions, DEFAULT_S3_RETRIES, DEFAULT_S3_TIMEOUT};
 use crate::error::{Error, ErrorKind, Result};
+use crate::storage::memory::{MemStore, MemoryBuilder};
 use crate::storage::path;
+use crate::storage::posix::PosixMeta;
+use crate::storage::s3raw::{S3Raw, S3Target, MAX_COPY};
 
 /// Size of the chunks used to stream and to upload (S3 multipart part size).
 pub const CHUNK: usize = 8 << 20;
@@ -20,6 +24,8 @@ pub const CHUNK: usize = 8 << 20;
 pub const RANGE_PART: usize = 4 << 20;
 /// Parts uploaded or fetched in parallel.
 pub const CONCURRENT: usize = 4;
+/// Entries of one S3 listing asked for their metadata at once.
+const LIST_STATS: usize = 32;
 
 /// The multipart part size for a file of `size` bytes: [`CHUNK`], or more in whole MiB so
 /// that the file fits in 9,000 parts.
@@ -28,13 +34,52 @@ pub fn part_size(size: u64) -> usize {
     (min as usize).max(CHUNK)
 }
 
-/// File or directory.
+/// What an entry is. On object backends the type comes from the object's `mode` metadata
+/// (s3fs's convention); an object without one is a regular file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
     /// A regular file (an object).
     File,
     /// A directory (a prefix on object stores).
     Dir,
+    /// A symbolic link (on object backends an object whose body is the target).
+    Symlink,
+    /// A FIFO (named pipe).
+    Fifo,
+    /// A Unix socket.
+    Socket,
+    /// A character device.
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+}
+
+impl EntryKind {
+    /// The kind of a `st_mode`'s type bits (a regular file for none).
+    pub fn from_mode(mode: u32) -> EntryKind {
+        match mode & libc::S_IFMT {
+            libc::S_IFDIR => EntryKind::Dir,
+            libc::S_IFLNK => EntryKind::Symlink,
+            libc::S_IFIFO => EntryKind::Fifo,
+            libc::S_IFSOCK => EntryKind::Socket,
+            libc::S_IFCHR => EntryKind::CharDevice,
+            libc::S_IFBLK => EntryKind::BlockDevice,
+            _ => EntryKind::File,
+        }
+    }
+
+    /// The `st_mode` type bits.
+    pub fn type_bits(self) -> u32 {
+        match self {
+            EntryKind::File => libc::S_IFREG,
+            EntryKind::Dir => libc::S_IFDIR,
+            EntryKind::Symlink => libc::S_IFLNK,
+            EntryKind::Fifo => libc::S_IFIFO,
+            EntryKind::Socket => libc::S_IFSOCK,
+            EntryKind::CharDevice => libc::S_IFCHR,
+            EntryKind::BlockDevice => libc::S_IFBLK,
+        }
+    }
 }
 
 /// What a stat or a listing knows of a path.
@@ -48,6 +93,8 @@ pub struct Entry {
     pub mtime: SystemTime,
     /// ETag or content hash, where the backend has one.
     pub etag: Option<String>,
+    /// The POSIX attributes the object carries (object backends; empty elsewhere).
+    pub posix: PosixMeta,
 }
 
 impl Entry {
@@ -64,6 +111,10 @@ pub struct Mount {
     op: Operator,
     caps: Capability,
     started: SystemTime,
+    /// Memory mounts: the store behind the operator (metadata changes in place).
+    mem: Option<Arc<MemStore>>,
+    /// S3 mounts: the requests opendal cannot make.
+    raw: Option<S3Raw>,
 }
 
 impl Mount {
@@ -76,6 +127,27 @@ impl Mount {
             } => (*timeout, *retries),
             _ => (DEFAULT_S3_TIMEOUT * 4, DEFAULT_S3_RETRIES),
         };
+        let mem = matches!(config.backend, Backend::Memory).then(|| Arc::new(MemStore::default()));
+        let raw = match &config.backend {
+            Backend::S3 {
+                bucket,
+                prefix,
+                region,
+                endpoint_url,
+                access_key,
+                secret_key,
+                ..
+            } => Some(S3Raw::new(&S3Target {
+                bucket,
+                prefix: prefix.as_deref(),
+                region,
+                endpoint: endpoint_url.as_deref(),
+                keys: access_key.as_deref().zip(secret_key.as_deref()),
+                timeout,
+                retries,
+            })?),
+            _ => None,
+        };
         let op = match &config.backend {
             Backend::Local { root, .. } => {
                 let root = root.to_str().ok_or_else(|| {
@@ -83,7 +155,7 @@ impl Mount {
                 })?;
                 Operator::new(services::Fs::default().root(root))
             }
-            Backend::Memory => Operator::new(services::Memory::default()),
+            Backend::Memory => Operator::new(MemoryBuilder::new(mem.clone().unwrap_or_default())),
             Backend::S3 {
                 bucket,
                 prefix,
@@ -132,6 +204,8 @@ impl Mount {
             op,
             caps,
             started: SystemTime::now(),
+            mem,
+            raw,
         }))
     }
 
@@ -241,10 +315,19 @@ impl Mount {
     }
 
     fn entry_of(&self, meta: &Metadata) -> Entry {
+        let posix = meta
+            .user_metadata()
+            .map(PosixMeta::from_user_metadata)
+            .unwrap_or_default();
         let kind = if meta.mode() == EntryMode::DIR {
             EntryKind::Dir
         } else {
-            EntryKind::File
+            // a file object whose mode says directory is read as a file (s3fs does the same
+            // for a key without a trailing slash)
+            match posix.file_type().map(EntryKind::from_mode) {
+                Some(EntryKind::Dir) | None => EntryKind::File,
+                Some(k) => k,
+            }
         };
         Entry {
             kind,
@@ -253,11 +336,13 @@ impl Mount {
             } else {
                 meta.content_length()
             },
-            mtime: meta
-                .last_modified()
-                .map(SystemTime::from)
-                .unwrap_or(self.started),
+            mtime: posix.mtime.unwrap_or_else(|| {
+                meta.last_modified()
+                    .map(SystemTime::from)
+                    .unwrap_or(self.started)
+            }),
             etag: meta.etag().map(|s| s.trim_matches('"').to_string()),
+            posix,
         }
     }
 
@@ -267,6 +352,7 @@ impl Mount {
             size: 0,
             mtime: self.started,
             etag: None,
+            posix: PosixMeta::default(),
         }
     }
 
@@ -285,20 +371,8 @@ impl Mount {
             Err(e) if e.kind() == opendal::ErrorKind::NotADirectory => return Ok(None),
             Err(e) => return Err(self.err(path, e)),
         }
-        if self.local_root().is_some() {
-            return Ok(None);
-        }
-        // Memory keeps directories under `d/` only.
-        match self.op.stat(&format!("{path}/")).await {
-            Ok(m) => {
-                let mut e = self.entry_of(&m);
-                e.kind = EntryKind::Dir;
-                e.size = 0;
-                Ok(Some(e))
-            }
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err(path, e)),
-        }
+        // (the memory store answers a directory's stat by its marker or its children)
+        Ok(None)
     }
 
     /// S3: an object `p` is a file (it wins over a prefix of the same name), a prefix `p/`
@@ -318,7 +392,7 @@ impl Mount {
         };
         match head_result {
             Ok(m) => Ok(Some(self.entry_of(&m))),
-            Err(_) if matches!(is_dir, Ok(true)) => Ok(Some(self.dir_entry())),
+            Err(_) if matches!(is_dir, Ok(true)) => Ok(Some(self.marker_entry(path).await)),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => is_dir.map(|_| None),
             // Both failed: the server is unreachable or failing; no third request.
             Err(e) if is_dir.is_err() => Err(self.err(path, e)),
@@ -329,6 +403,20 @@ impl Mount {
                 false => is_dir.map(|_| None),
                 true => Err(self.err(path, e)),
             },
+        }
+    }
+
+    /// S3: a directory, with the attributes its marker `d/` carries (none when it has no
+    /// marker, or the server cannot HEAD one).
+    async fn marker_entry(&self, path: &str) -> Entry {
+        match self.op.stat(&format!("{path}/")).await {
+            Ok(m) => {
+                let mut e = self.entry_of(&m);
+                e.kind = EntryKind::Dir;
+                e.size = 0;
+                e
+            }
+            Err(_) => self.dir_entry(),
         }
     }
 
@@ -403,6 +491,35 @@ impl Mount {
         }
     }
 
+    /// Does the directory hold no entry (its own marker aside)? O(log n) on memory, one
+    /// LIST of at most two keys on S3.
+    pub async fn dir_is_empty(&self, path: &str) -> Result<bool> {
+        if let Some(store) = &self.mem {
+            return Ok(!store.has_children(path));
+        }
+        if let Some(root) = self.local_root() {
+            let mut rd = std::fs::read_dir(root.join(path))
+                .map_err(|e| Error::from_io(self.ctx(path), e))?;
+            return Ok(rd.next().is_none());
+        }
+        let dir = format!("{path}/");
+        let mut l = self
+            .op
+            .lister_with(&dir)
+            .limit(2)
+            .await
+            .map_err(|e| self.err(path, e))?;
+        loop {
+            match l.try_next().await {
+                Ok(Some(e)) if e.path().trim_start_matches('/') == dir => continue,
+                Ok(Some(_)) => return Ok(false),
+                Ok(None) => return Ok(true),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(true),
+                Err(e) => return Err(self.err(path, e)),
+            }
+        }
+    }
+
     async fn prefix_exists(&self, path: &str) -> Result<bool> {
         let dir = format!("{path}/");
         let mut l = self
@@ -459,25 +576,43 @@ impl Mount {
                 entry.kind = EntryKind::Dir;
                 entry.size = 0;
             }
-            if entry.kind == EntryKind::File && meta.last_modified().is_none() && !self.is_memory()
-            {
+            // S3 listings carry no user metadata: each entry is asked for its own
+            if self.is_s3() || (entry.kind == EntryKind::File && meta.last_modified().is_none()) {
                 need_stat.push(out.len());
             }
             out.push((name, entry));
         }
         if !need_stat.is_empty() {
-            let stats: Vec<(usize, Result<Option<Entry>>)> =
+            let stats: Vec<(usize, Option<Entry>)> =
                 futures::stream::iter(need_stat.into_iter().map(|i| {
                     let p = path::join(path, &out[i].0);
-                    async move { (i, self.stat(&p).await) }
+                    let dir = out[i].1.is_dir();
+                    async move {
+                        if dir && self.is_s3() {
+                            return Ok((i, Some(self.marker_entry(&p).await)));
+                        }
+                        match self.op.stat(&p).await {
+                            Ok(m) => Ok((i, Some(self.entry_of(&m)))),
+                            // removed since the listing
+                            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok((i, None)),
+                            Err(e) => Err(self.err(&p, e)),
+                        }
+                    }
                 }))
-                .buffer_unordered(16)
-                .collect()
-                .await;
-            for (i, r) in stats {
-                if let Some(e) = r? {
-                    out[i].1 = e;
+                .buffer_unordered(LIST_STATS)
+                .try_collect()
+                .await?;
+            let mut gone = Vec::new();
+            for (i, e) in stats {
+                match e {
+                    Some(e) if !(e.is_dir() ^ out[i].1.is_dir()) => out[i].1 = e,
+                    Some(_) => {}
+                    None => gone.push(i),
                 }
+            }
+            gone.sort_unstable();
+            for i in gone.into_iter().rev() {
+                out.remove(i);
             }
         }
         if self.is_s3() {
@@ -529,33 +664,113 @@ impl Mount {
             .map_err(|e| self.err(path, e))
     }
 
-    /// Write a whole file at once.
+    /// Write a whole file at once (with no POSIX attributes).
     pub async fn write_all(&self, path: &str, data: Bytes) -> Result<()> {
+        self.write_with_meta(path, data, &PosixMeta::default())
+            .await
+    }
+
+    /// Write a whole file at once, carrying `meta` (object backends).
+    pub async fn write_with_meta(&self, path: &str, data: Bytes, meta: &PosixMeta) -> Result<()> {
         self.check_write(path)?;
         self.check_inside(path)?;
-        self.op
-            .write(path, data)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.err(path, e))
+        let mut w = self.op.write_with(path, data);
+        if !meta.is_empty() && self.local_root().is_none() {
+            w = w.user_metadata(meta.to_user_metadata());
+        }
+        w.await.map(|_| ()).map_err(|e| self.err(path, e))
     }
 
     /// A streaming writer (multipart on S3, parallel parts).
     pub async fn writer(&self, path: &str) -> Result<opendal::Writer> {
-        self.writer_for(path, 0).await
+        self.writer_for(path, 0, &PosixMeta::default()).await
     }
 
-    /// A streaming writer for `size` bytes: parts of at least [`CHUNK`], larger when needed
-    /// to keep a file within 9,000 parts (S3 allows 10,000).
-    pub async fn writer_for(&self, path: &str, size: u64) -> Result<opendal::Writer> {
+    /// A streaming writer for `size` bytes carrying `meta` (object backends): parts of at
+    /// least [`CHUNK`], larger when needed to keep a file within 9,000 parts (S3 allows 10,000).
+    pub async fn writer_for(
+        &self,
+        path: &str,
+        size: u64,
+        meta: &PosixMeta,
+    ) -> Result<opendal::Writer> {
         self.check_write(path)?;
         self.check_inside(path)?;
-        self.op
+        let mut w = self
+            .op
             .writer_with(path)
             .chunk(part_size(size))
-            .concurrent(CONCURRENT)
+            .concurrent(CONCURRENT);
+        if !meta.is_empty() && self.local_root().is_none() {
+            w = w.user_metadata(meta.to_user_metadata());
+        }
+        w.await.map_err(|e| self.err(path, e))
+    }
+
+    /// Replace the POSIX attributes an object (or a directory's marker, made when missing)
+    /// carries, without rewriting its bytes: one CopyObject onto itself on S3, in place on
+    /// memory. Local mounts keep attributes on disk (not here): Unsupported.
+    pub async fn set_meta(&self, path: &str, dir: bool, size: u64, meta: &PosixMeta) -> Result<()> {
+        self.check_write(path)?;
+        let kv = meta.to_user_metadata();
+        if let Some(store) = &self.mem {
+            store.set_user_metadata(path, dir, kv);
+            return Ok(());
+        }
+        let Some(raw) = &self.raw else {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                self.ctx(path),
+                "attributes of local files live on disk",
+            ));
+        };
+        if dir {
+            if path.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    self.ctx(path),
+                    "the root of an S3 mount has no marker to carry attributes",
+                ));
+            }
+            return raw
+                .put_empty(&format!("{path}/"), &kv)
+                .await
+                .map_err(|e| e.with_context(self.ctx(path)));
+        }
+        if size > MAX_COPY {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                self.ctx(path),
+                "S3 cannot change the metadata of an object over 5 GiB in place",
+            ));
+        }
+        raw.replace_metadata(path, &kv, None)
             .await
-            .map_err(|e| self.err(path, e))
+            .map_err(|e| e.with_context(self.ctx(path)))
+    }
+
+    /// Make an empty object carrying `meta` (a FIFO, socket or device node; its type is in
+    /// the mode).
+    pub async fn put_special(&self, path: &str, meta: &PosixMeta) -> Result<()> {
+        match &self.raw {
+            Some(raw) => {
+                self.check_write(path)?;
+                raw.put_empty(path, &meta.to_user_metadata())
+                    .await
+                    .map_err(|e| e.with_context(self.ctx(path)))
+            }
+            None => self.write_with_meta(path, Bytes::new(), meta).await,
+        }
+    }
+
+    /// Memory mounts: move a directory and everything below it at once (None elsewhere).
+    pub fn rename_tree_native(&self, from: &str, to: &str) -> Option<Result<()>> {
+        let store = self.mem.as_ref()?;
+        Some(
+            self.check_delete(from)
+                .and_then(|_| self.check_write(to))
+                .and_then(|_| store.rename_tree(from, to).map_err(|e| self.err(from, e))),
+        )
     }
 
     /// Create a directory and its missing parents.

@@ -10,6 +10,7 @@ use futures::{FutureExt, StreamExt};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::mount::{Entry, EntryKind, Mount, CHUNK};
 use crate::storage::path;
+use crate::storage::posix::PosixMeta;
 
 /// Children copied in parallel by a tree copy.
 const COPY_PARALLEL: usize = 8;
@@ -274,7 +275,7 @@ impl AsyncNode {
     fn copy_entry<'a>(&'a self, dest: &'a AsyncNode, e: Entry) -> BoxFuture<'a, Result<()>> {
         async move {
             if !e.is_dir() {
-                return self.copy_file(dest, e.size, &|_| {}).await;
+                return self.copy_file(dest, e.size, &e.posix, &|_| {}).await;
             }
             dest.mkdir().await?;
             let children = self.mount.list(&self.path).await?;
@@ -297,6 +298,7 @@ impl AsyncNode {
         &self,
         dest: &AsyncNode,
         size: u64,
+        posix: &PosixMeta,
         on_bytes: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<()> {
         dest.check_create(false).await?;
@@ -307,7 +309,8 @@ impl AsyncNode {
             return Ok(());
         }
         let reader = self.mount.reader(&self.path).await?;
-        let mut writer = dest.mount.writer(&dest.path).await?;
+        // the copy carries the source's POSIX attributes (object backends keep them)
+        let mut writer = dest.mount.writer_for(&dest.path, size, posix).await?;
         let (mut off, mut size) = (0u64, size);
         while off < size {
             let end = (off + CHUNK as u64).min(size);

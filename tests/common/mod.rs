@@ -380,8 +380,18 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
+impl Daemon {
+    /// Stop the daemon (SIGTERM: open files are uploaded) and mount the same config again
+    /// with a new daemon: what survives is what the backend holds.
+    pub fn remount(mut self) -> Daemon {
+        self.halt();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        // the old value's drop must not unmount the new daemon's mountpoint
+        self.mnt = self.dir.path().to_path_buf();
+        Self::spawn(self.kind, dir, self.config.clone(), &[])
+    }
+
+    fn halt(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SAFETY: kill(2) with a valid pid and signal.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
@@ -399,6 +409,12 @@ impl Drop for Daemon {
             // SAFETY: a valid NUL-terminated path.
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.halt();
     }
 }
 

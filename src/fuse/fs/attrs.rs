@@ -122,36 +122,81 @@ impl Fs {
             return self.setattr_unlinked(ino, &set).await;
         }
         let ctx = self.ctx(&t);
-        let current = self.meta_required(&t).await?;
+        let mut current = self.meta_required(&t).await?;
         if let Some(size) = set.size {
             if current.kind == FileType::Directory {
                 return Err(Error::is_a_directory(ctx));
             }
-            self.truncate_object(ino, m, p, size, current.size).await?;
+            self.truncate_object(ino, m, p, size, &current).await?;
+            current.size = size;
+            current.blocks = size.div_ceil(512);
+            current.mtime = SystemTime::now();
         }
-        {
-            let mut ov = self.lock_overlay();
-            let o = ov.entry(t.clone()).or_default();
-            if let Some(mode) = set.mode {
-                o.mode = Some((mode & 0o7777) as u16);
+        let now = SystemTime::now();
+        let mut next = current.clone();
+        if let Some(mode) = set.mode {
+            next.perm = (mode & 0o7777) as u16;
+        }
+        next.uid = set.uid.unwrap_or(next.uid);
+        next.gid = set.gid.unwrap_or(next.gid);
+        if let Some(a) = set.atime {
+            next.atime = a.resolve();
+        }
+        if let Some(mt) = set.mtime {
+            next.mtime = mt.resolve();
+        }
+        next.ctime = now;
+        let only_size = set.mode.is_none()
+            && set.uid.is_none()
+            && set.gid.is_none()
+            && set.atime.is_none()
+            && set.mtime.is_none();
+        if only_size {
+            // the truncate's upload carried the new size and times
+            self.cache.invalidate(&t);
+            return self.meta_required(&t).await;
+        }
+        self.store_attrs(ino, &t, &next).await?;
+        Ok(next)
+    }
+
+    /// Object backends: keep `next` as `t`'s attributes. A file open with data not uploaded
+    /// yet takes them with its upload; any other object is changed in place (one request on
+    /// S3, its bytes never re-uploaded); a directory keeps them in its marker and, for
+    /// servers without markers, in the daemon's table.
+    async fn store_attrs(&self, ino: u64, t: &Target, next: &Meta) -> Result<()> {
+        let Target::Path(m, p) = t else {
+            unreachable!("check_change refuses the root")
+        };
+        let posix = posix_of(next);
+        let mount = self.mount(*m);
+        if next.kind == FileType::Directory {
+            self.dirs.update(t, |a| {
+                a.perm = Some(next.perm);
+                a.uid = Some(next.uid);
+                a.gid = Some(next.gid);
+                a.mtime = Some(next.mtime);
+                a.ctime = Some(next.ctime);
+                a.atime = Some(next.atime);
+            });
+            if !p.is_empty() {
+                mount.set_meta(p, true, 0, &posix).await?;
             }
-            if let Some(uid) = set.uid {
-                o.uid = Some(uid);
+        } else {
+            let open = self.handles.open_file(ino);
+            let dirty = match &open {
+                Some(f) => f.is_dirty().await,
+                None => false,
+            };
+            if let Some(f) = &open {
+                f.set_posix(|pm| *pm = posix.clone());
             }
-            if let Some(gid) = set.gid {
-                o.gid = Some(gid);
-            }
-            if let Some(a) = set.atime {
-                o.atime = Some(a.resolve());
-            }
-            if let Some(mt) = set.mtime {
-                o.mtime = Some(mt.resolve());
-            } else if set.size.is_some() {
-                o.mtime = Some(SystemTime::now());
+            if !dirty {
+                mount.set_meta(p, false, next.size, &posix).await?;
             }
         }
-        self.cache.invalidate(&t);
-        self.meta_required(&t).await
+        self.cache.put(t.clone(), Some(next.clone()));
+        Ok(())
     }
 
     /// Local mounts: attributes of what the inode is now, read with renames and unlinks held
@@ -228,13 +273,13 @@ impl Fs {
         m: usize,
         p: &str,
         size: u64,
-        current: u64,
+        current: &Meta,
     ) -> Result<()> {
         let cache = self.cache_dir.path();
         match self.handles.open_file(ino) {
             Some(f) => f.truncate(Some(p), cache, size).await,
             None => {
-                let f = OpenFile::detached(self.mount(m).clone(), current);
+                let f = OpenFile::detached(self.mount(m).clone(), current.size, posix_of(current));
                 f.truncate(Some(p), cache, size).await?;
                 f.flush(Some(p), false).await.map(|_| ())
             }

@@ -1,4 +1,5 @@
-//! Directories: listings (with files staged here and directories made here), opendir, readdir and the inode numbers of entries.
+//! Directories: listings (with files staged here and directories made here), opendir,
+//! readdir and the inode numbers of entries.
 
 use super::*;
 
@@ -57,16 +58,17 @@ impl Fs {
                         }
                         self.listings.put(t.clone(), names, started);
                     }
-                    let made: Vec<Target> = self
-                        .lock_dirs()
+                    let mut at: std::collections::HashMap<String, usize> = out
                         .iter()
-                        .filter(|d| matches!(d, Target::Path(dm, dp) if dm == m && !dp.is_empty() && path::parent(dp) == p))
-                        .cloned()
+                        .enumerate()
+                        .map(|(i, e)| (e.name.clone(), i))
                         .collect();
-                    for d in made {
+                    // Directories made here (servers without markers keep none of them).
+                    for d in self.dirs.made_children(*m, p) {
                         let Target::Path(_, dp) = &d else { continue };
                         let name = path::basename(dp).to_string();
-                        if !out.iter().any(|e| e.name == name) {
+                        if !at.contains_key(&name) {
+                            at.insert(name.clone(), out.len());
                             out.push(DirEntry {
                                 name,
                                 meta: self.dir_meta(Some(&d)),
@@ -74,36 +76,20 @@ impl Fs {
                             });
                         }
                     }
-                    // Symlinks of memory mounts, kept by the daemon.
-                    let links: Vec<(Target, (PathBuf, SystemTime))> = self
-                        .lock_links()
-                        .iter()
-                        .filter(|(k, _)| matches!(k, Target::Path(km, kp) if km == m && !kp.is_empty() && path::parent(kp) == p))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    for (lt, (target, made)) in links {
-                        let Target::Path(_, lp) = &lt else { continue };
-                        out.retain(|e| e.name != path::basename(lp));
-                        out.push(DirEntry {
-                            name: path::basename(lp).to_string(),
-                            meta: self.link_meta(&lt, &target, made),
-                            target: Some(lt),
-                        });
-                    }
-                    // Files open and written here, possibly not uploaded yet.
-                    for (ino, f) in self.handles.all_open() {
-                        let (Some(size), Some(ft)) = (f.staged_size(), self.inodes.target(ino))
-                        else {
+                    // Files open and written here, possibly not uploaded yet (the inodes
+                    // known inside this directory, not every open file).
+                    for (ft, ino) in self.inodes.children(*m, p) {
+                        let Some(f) = self.handles.open_file(ino) else {
                             continue;
                         };
-                        let Target::Path(fm, fp) = &ft else { continue };
-                        if fm != m || fp.is_empty() || path::parent(fp) != p {
+                        let Some(size) = f.staged_size() else {
                             continue;
-                        }
-                        let meta = self.staged_meta(&ft, size);
+                        };
+                        let Target::Path(_, fp) = &ft else { continue };
+                        let meta = self.staged_meta(&f, size);
                         let name = path::basename(fp).to_string();
-                        match out.iter_mut().find(|e| e.name == name) {
-                            Some(e) => e.meta = meta,
+                        match at.get(&name) {
+                            Some(&i) => out[i].meta = meta,
                             None => out.push(DirEntry {
                                 name,
                                 target: Some(ft.clone()),
@@ -132,9 +118,7 @@ impl Fs {
                     target: Some(ct),
                     meta,
                 }),
-                _ if self.lock_dirs().contains(&ct)
-                    || self.lock_links().contains_key(&ct)
-                    || self.staged_size(&ct).is_some() => {}
+                _ if self.dirs.is_made(&ct) || self.staged(&ct).is_some() => {}
                 _ => return None,
             }
         }

@@ -6,30 +6,34 @@ impl Fs {
     /// Open a file.
     pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
         let t = self.target(ino)?;
-        self.open_target(ino, &t, flags, false).await
+        self.open_target(ino, &t, flags, None).await
     }
 
+    /// Open `t`; `new_file` is the attributes of a file just created (object backends).
     pub(super) async fn open_target(
         &self,
         ino: u64,
         t: &Target,
         flags: i32,
-        new_file: bool,
+        new_file: Option<PosixMeta>,
     ) -> Result<Opened> {
         let Target::Path(m, p) = t else {
             return Err(Error::is_a_directory("/"));
         };
         let host = self.host(*m, p)?;
         // (A local file is checked by opening it: no stat first.)
-        let size = if new_file || host.is_some() {
-            0
-        } else {
-            let meta = self.meta_required(t).await?;
-            if meta.kind == FileType::Directory {
-                return Err(Error::is_a_directory(self.ctx(t)));
+        let (size, posix) = match (&new_file, &host) {
+            (Some(p), _) => (0, p.clone()),
+            (None, Some(_)) => (0, PosixMeta::default()),
+            (None, None) => {
+                let meta = self.meta_required(t).await?;
+                if meta.kind == FileType::Directory {
+                    return Err(Error::is_a_directory(self.ctx(t)));
+                }
+                (meta.size, posix_of(&meta))
             }
-            meta.size
         };
+        let new_file = new_file.is_some();
         let acc = flags & libc::O_ACCMODE;
         let writable = acc != libc::O_RDONLY;
         let trunc = flags & libc::O_TRUNC != 0;
@@ -47,6 +51,7 @@ impl Fs {
                     self.mount(*m),
                     Some(first),
                     size,
+                    PosixMeta::default(),
                     writable,
                     append,
                     None,
@@ -56,6 +61,7 @@ impl Fs {
                     self.mount(*m),
                     self.host(m2, &p2)?.as_deref(),
                     size,
+                    PosixMeta::default(),
                     writable,
                     append,
                     None,
@@ -72,6 +78,7 @@ impl Fs {
                 self.mount(*m),
                 None,
                 size,
+                posix,
                 writable,
                 append,
                 new_file.then(|| self.cache_dir.path()),
@@ -96,12 +103,8 @@ impl Fs {
         })
     }
 
+    /// The content of `t` changed here: what is cached of it is stale.
     pub(super) fn touch(&self, t: &Target) {
-        if let Target::Path(m, _) = t {
-            if self.mount(*m).local_root().is_none() {
-                self.lock_overlay().entry(t.clone()).or_default().mtime = Some(SystemTime::now());
-            }
-        }
         self.cache.invalidate(t);
     }
 
@@ -167,8 +170,12 @@ impl Fs {
                 path::basename(&p),
             );
             let t = Target::Path(m, p);
+            // (a streamed upload's object has the server's Last-Modified as its times, within
+            // a second of the last write shown here until the TTL runs out)
             match file.staged_size() {
-                Some(size) => self.cache.put(t.clone(), Some(self.staged_meta(&t, size))),
+                Some(size) => self
+                    .cache
+                    .put(t.clone(), Some(self.staged_meta(file, size))),
                 None => self.cache.invalidate(&t),
             }
         }

@@ -6,12 +6,12 @@ mod dirs;
 mod io;
 mod namespace;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -20,13 +20,15 @@ use fuser::{FileAttr, FileType, INodeNo};
 use crate::config::Backend;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fuse::attr_cache::{AttrCache, Listings};
+use crate::fuse::dir_attrs::DirAttrs;
 use crate::fuse::handles::{open_native, CacheDir, DirEntry, Handles, OpenFile};
 use crate::fuse::inode::{Inodes, Target, ROOT};
 use crate::fuse::local;
 use crate::fuse::stats::{Snapshot, Stats};
-use crate::storage::mount::{Entry, Mount};
+use crate::storage::mount::{Entry, EntryKind, Mount};
 use crate::storage::node::AsyncNode;
 use crate::storage::path;
+use crate::storage::posix::PosixMeta;
 
 /// Attributes of an entry, before an inode number is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,17 +191,6 @@ impl Caller {
     }
 }
 
-/// Mode, owner and times set by setattr on backends that keep none of them. They live as
-/// long as the daemon.
-#[derive(Debug, Clone, Default)]
-struct Overlay {
-    mode: Option<u16>,
-    uid: Option<u32>,
-    gid: Option<u32>,
-    atime: Option<SystemTime>,
-    mtime: Option<SystemTime>,
-}
-
 /// The filesystem: mounts, inode table, attribute cache, handles.
 #[derive(Debug)]
 pub struct Fs {
@@ -211,13 +202,8 @@ pub struct Fs {
     listings: Listings,
     handles: Handles<Meta>,
     stats: Stats,
-    overlay: Mutex<HashMap<Target, Overlay>>,
-    /// Directories made through this daemon on object backends: they exist even where the
-    /// server keeps no directory markers, until removed.
-    made_dirs: Mutex<HashSet<Target>>,
-    /// Symlinks of memory mounts, kept by the daemon (as long as the memory they live in):
-    /// target and creation time.
-    links: Mutex<HashMap<Target, (PathBuf, SystemTime)>>,
+    /// Object backends: what the daemon knows of directories beyond their markers (bounded).
+    dirs: DirAttrs,
     cache_dir: CacheDir,
     started: SystemTime,
     /// Local mounts: a host rename or unlink and the inode table's change are one step for
@@ -225,6 +211,68 @@ pub struct Fs {
     /// with renames, so the path could otherwise name another file by then). Never held
     /// across an await.
     ns: std::sync::RwLock<()>,
+}
+
+/// The FUSE file type of an entry kind.
+pub fn file_type(k: EntryKind) -> FileType {
+    match k {
+        EntryKind::File => FileType::RegularFile,
+        EntryKind::Dir => FileType::Directory,
+        EntryKind::Symlink => FileType::Symlink,
+        EntryKind::Fifo => FileType::NamedPipe,
+        EntryKind::Socket => FileType::Socket,
+        EntryKind::CharDevice => FileType::CharDevice,
+        EntryKind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+/// The `st_mode` type bits of a FUSE file type.
+pub fn type_bits(k: FileType) -> u32 {
+    match k {
+        FileType::RegularFile => libc::S_IFREG,
+        FileType::Directory => libc::S_IFDIR,
+        FileType::Symlink => libc::S_IFLNK,
+        FileType::NamedPipe => libc::S_IFIFO,
+        FileType::Socket => libc::S_IFSOCK,
+        FileType::CharDevice => libc::S_IFCHR,
+        FileType::BlockDevice => libc::S_IFBLK,
+    }
+}
+
+/// An object-backend entry's attributes: what it carries, the defaults for the rest.
+fn object_meta(opts: &FsOptions, e: &Entry) -> Meta {
+    let kind = file_type(e.kind);
+    let perm = e.posix.perm().unwrap_or(match kind {
+        FileType::Directory => opts.dir_mode,
+        FileType::Symlink => 0o777,
+        _ => opts.file_mode,
+    });
+    Meta {
+        kind,
+        size: e.size,
+        blocks: e.size.div_ceil(512),
+        atime: e.posix.atime.unwrap_or(e.mtime),
+        mtime: e.mtime,
+        ctime: e.posix.ctime.unwrap_or(e.mtime),
+        perm,
+        uid: e.posix.uid.unwrap_or(opts.uid),
+        gid: e.posix.gid.unwrap_or(opts.gid),
+        nlink: if kind == FileType::Directory { 2 } else { 1 },
+        rdev: e.posix.rdev.unwrap_or(0),
+    }
+}
+
+/// The attributes to store for `m` (object backends): everything it shows.
+fn posix_of(m: &Meta) -> PosixMeta {
+    PosixMeta {
+        mode: Some(type_bits(m.kind) | u32::from(m.perm)),
+        uid: Some(m.uid),
+        gid: Some(m.gid),
+        mtime: Some(m.mtime),
+        ctime: Some(m.ctime),
+        atime: Some(m.atime),
+        rdev: (m.rdev != 0).then_some(m.rdev),
+    }
 }
 
 fn not_found(ctx: impl Into<String>) -> Error {
@@ -263,9 +311,7 @@ impl Fs {
             opts,
             inodes: Inodes::new(),
             handles: Handles::default(),
-            overlay: Mutex::default(),
-            made_dirs: Mutex::default(),
-            links: Mutex::default(),
+            dirs: DirAttrs::default(),
             cache_dir,
             started: SystemTime::now(),
             ns: std::sync::RwLock::new(()),
@@ -343,28 +389,6 @@ impl Fs {
         }
     }
 
-    fn lock_dirs(&self) -> std::sync::MutexGuard<'_, HashSet<Target>> {
-        self.made_dirs.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lock_links(&self) -> std::sync::MutexGuard<'_, HashMap<Target, (PathBuf, SystemTime)>> {
-        self.links.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The attributes of a memory mount's symlink.
-    fn link_meta(&self, t: &Target, target: &Path, made: SystemTime) -> Meta {
-        let e = Entry {
-            kind: crate::storage::mount::EntryKind::File,
-            size: target.as_os_str().len() as u64,
-            mtime: made,
-            etag: None,
-        };
-        let mut m = self.entry_meta(t, &e);
-        m.kind = FileType::Symlink;
-        m.perm = 0o777;
-        m
-    }
-
     /// See `ns`: held by a local rename or unlink.
     fn ns_change(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
         self.ns.write().unwrap_or_else(|e| e.into_inner())
@@ -373,10 +397,6 @@ impl Fs {
     /// See `ns`: held by an open while it finds its host file.
     fn ns_stable(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.ns.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lock_overlay(&self) -> std::sync::MutexGuard<'_, HashMap<Target, Overlay>> {
-        self.overlay.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn mount(&self, idx: usize) -> &Arc<Mount> {
@@ -470,51 +490,37 @@ impl Fs {
         }
     }
 
+    /// A directory's attributes with nothing known of it (the root, a bare prefix).
     fn dir_meta(&self, t: Option<&Target>) -> Meta {
-        let ov = t
-            .and_then(|t| self.lock_overlay().get(t).cloned())
-            .unwrap_or_default();
-        let mtime = ov.mtime.unwrap_or(self.started);
-        Meta {
-            kind: FileType::Directory,
+        let e = Entry {
+            kind: EntryKind::Dir,
             size: 0,
-            blocks: 0,
-            atime: ov.atime.unwrap_or(mtime),
-            mtime,
-            ctime: mtime,
-            perm: ov.mode.unwrap_or(self.opts.dir_mode),
-            uid: ov.uid.unwrap_or(self.opts.uid),
-            gid: ov.gid.unwrap_or(self.opts.gid),
-            nlink: 2,
-            rdev: 0,
+            mtime: self.started,
+            etag: None,
+            posix: PosixMeta::default(),
+        };
+        match t {
+            Some(t) => self.entry_meta(t, &e),
+            None => object_meta(&self.opts, &e),
         }
     }
 
+    /// The attributes of an object-backend entry: what the object carries, the `[fuse]`
+    /// defaults for what it does not; for a directory, what the daemon knows beyond its
+    /// marker wins.
     fn entry_meta(&self, t: &Target, e: &Entry) -> Meta {
+        let mut m = object_meta(&self.opts, e);
         if e.is_dir() {
-            let mut m = self.dir_meta(Some(t));
-            if self.lock_overlay().get(t).and_then(|o| o.mtime).is_none() {
-                m.mtime = e.mtime;
-                m.ctime = e.mtime;
-                m.atime = e.mtime;
+            if let Some(a) = self.dirs.get(t) {
+                m.perm = a.perm.unwrap_or(m.perm);
+                m.uid = a.uid.unwrap_or(m.uid);
+                m.gid = a.gid.unwrap_or(m.gid);
+                m.mtime = a.mtime.unwrap_or(m.mtime);
+                m.ctime = a.ctime.unwrap_or(m.ctime);
+                m.atime = a.atime.unwrap_or(m.atime);
             }
-            return m;
         }
-        let ov = self.lock_overlay().get(t).cloned().unwrap_or_default();
-        let mtime = ov.mtime.unwrap_or(e.mtime);
-        Meta {
-            kind: FileType::RegularFile,
-            size: e.size,
-            blocks: e.size.div_ceil(512),
-            atime: ov.atime.unwrap_or(mtime),
-            mtime,
-            ctime: mtime,
-            perm: ov.mode.unwrap_or(self.opts.file_mode),
-            uid: ov.uid.unwrap_or(self.opts.uid),
-            gid: ov.gid.unwrap_or(self.opts.gid),
-            nlink: 1,
-            rdev: 0,
-        }
+        m
     }
 
     /// Attributes of a target; `Ok(None)` when it does not exist.
@@ -522,18 +528,13 @@ impl Fs {
         let Target::Path(m, p) = t else {
             return Ok(Some(self.dir_meta(None)));
         };
-        let link = self.lock_links().get(t).cloned();
         let meta = if let Some(host) = self.host(*m, p)? {
             local::lstat(&host).map_err(|e| Error::from_io(self.ctx(t), e))?
         } else if p.is_empty() {
             Some(self.dir_meta(Some(t)))
-        } else if let Some((target, made)) = link {
-            Some(self.link_meta(t, &target, made))
-        } else if let Some(size) = self.staged_size(t) {
+        } else if let Some(meta) = self.staged(t) {
             // Open and written here: the daemon knows better than the backend.
-            Some(self.staged_meta(t, size))
-        } else if self.lock_dirs().contains(t) {
-            Some(self.dir_meta(Some(t)))
+            Some(meta)
         } else {
             match self.cache.get(t) {
                 Some(v) => {
@@ -551,11 +552,12 @@ impl Fs {
                 }
                 None => {
                     self.stats.add(*m, |s| &s.cache_misses, 1);
-                    let v = self
-                        .mount(*m)
-                        .stat(p)
-                        .await?
-                        .map(|e| self.entry_meta(t, &e));
+                    let v = match self.mount(*m).stat(p).await? {
+                        Some(e) => Some(self.entry_meta(t, &e)),
+                        // made here, on a server that keeps no markers
+                        None if self.dirs.is_made(t) => Some(self.dir_meta(Some(t))),
+                        None => None,
+                    };
                     self.cache.put(t.clone(), v.clone());
                     v
                 }
@@ -564,19 +566,29 @@ impl Fs {
         Ok(meta)
     }
 
-    fn staged_size(&self, t: &Target) -> Option<u64> {
+    /// The attributes of an object-backend file open and staged here.
+    fn staged(&self, t: &Target) -> Option<Meta> {
         let ino = self.inodes.peek(t)?;
-        self.handles.open_file(ino)?.staged_size()
+        let f = self.handles.open_file(ino)?;
+        f.staged_size().map(|size| self.staged_meta(&f, size))
     }
 
-    fn staged_meta(&self, t: &Target, size: u64) -> Meta {
+    /// An open file's attributes: its size as written, the attributes its upload will carry,
+    /// and as times the last change through the daemon where it has no times of its own.
+    fn staged_meta(&self, f: &OpenFile, size: u64) -> Meta {
+        let posix = f.posix();
+        let changed = f.changed().unwrap_or_else(SystemTime::now);
         let e = Entry {
-            kind: crate::storage::mount::EntryKind::File,
+            kind: EntryKind::File,
             size,
-            mtime: SystemTime::now(),
+            mtime: posix.mtime.unwrap_or(changed),
             etag: None,
+            posix: PosixMeta {
+                ctime: posix.ctime.or(Some(changed)),
+                ..posix
+            },
         };
-        self.entry_meta(t, &e)
+        object_meta(&self.opts, &e)
     }
 
     async fn meta_required(&self, t: &Target) -> Result<Meta> {
@@ -641,21 +653,24 @@ impl Fs {
         self.inodes.forget(ino, n);
     }
 
-    /// The target of a symlink (local mounts).
+    /// The target of a symlink: the host link's on local mounts, the object's body elsewhere.
     pub async fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
         let (m, p) = self.path_of(ino)?;
         match self.host(m, &p)? {
             Some(h) => std::fs::read_link(&h)
                 .map(|t| t.as_os_str().as_bytes().to_vec())
                 .map_err(|e| Error::from_io(self.mount(m).ctx(&p), e)),
-            None => match self.lock_links().get(&Target::Path(m, p.clone())) {
-                Some((target, _)) => Ok(target.as_os_str().as_bytes().to_vec()),
-                None => Err(Error::new(
-                    ErrorKind::InvalidPath,
-                    self.mount(m).ctx(&p),
-                    "not a symlink",
-                )),
-            },
+            None => {
+                let t = Target::Path(m, p.clone());
+                if self.meta_required(&t).await?.kind != FileType::Symlink {
+                    return Err(Error::new(
+                        ErrorKind::InvalidPath,
+                        self.mount(m).ctx(&p),
+                        "not a symlink",
+                    ));
+                }
+                Ok(self.mount(m).read_all(&p).await?.to_vec())
+            }
         }
     }
 

@@ -1,6 +1,10 @@
-//! Changes to the namespace: mkdir, create, unlink, rmdir, rename (native on local mounts, copy + delete on object backends), symlink and link.
+//! Changes to the namespace: mkdir, create, unlink, rmdir, rename (native on local mounts and
+//! memory, copy + delete on S3), symlink, mknod and link. On object backends a symlink or a
+//! special file is an object carrying its type in its mode; a change of a directory's entries
+//! sets its mtime and ctime in the daemon's directory table.
 
 use super::*;
+use crate::fuse::dir_attrs::DirAttr;
 
 impl Fs {
     /// (The attribute cache is trusted here: the kernel looked the name up just before, and
@@ -21,26 +25,30 @@ impl Fs {
         }
     }
 
-    pub(super) fn new_entry(&self, t: Target, mode: Option<u16>, caller: Caller) -> Target {
-        if let Target::Path(m, _) = &t {
+    /// A name was made in its parent: its listing gains it, its times change.
+    pub(super) fn new_entry(&self, t: Target) -> Target {
+        self.cache.invalidate(&t);
+        if let (Target::Path(m, p), Some(parent)) = (&t, t.parent()) {
+            self.listings.add(&parent, path::basename(p));
             if self.mount(*m).local_root().is_none() {
-                let mut ov = self.lock_overlay();
-                let o = ov.entry(t.clone()).or_default();
-                o.mode = mode.or(o.mode);
-                if caller.uid != self.opts.uid {
-                    o.uid = Some(caller.uid);
-                }
-                if caller.gid != self.opts.gid {
-                    o.gid = Some(caller.gid);
-                }
+                self.dirs.touch(&parent);
             }
         }
-        self.cache.invalidate(&t);
-        if let Target::Path(m, p) = &t {
-            let parent = Target::Path(*m, path::parent(p).to_string());
-            self.listings.add(&parent, path::basename(p));
-        }
         t
+    }
+
+    /// The attributes a new object-backend entry carries: type and mode, its creator.
+    fn new_posix(kind: u32, perm: u32, caller: Caller) -> PosixMeta {
+        let now = SystemTime::now();
+        PosixMeta {
+            mode: Some(kind | (perm & 0o7777)),
+            uid: Some(caller.uid),
+            gid: Some(caller.gid),
+            mtime: Some(now),
+            ctime: Some(now),
+            atime: Some(now),
+            rdev: None,
+        }
     }
 
     /// Give a new host entry to its caller when the daemon runs as root and the caller is
@@ -75,12 +83,24 @@ impl Fs {
                 .map_err(|e| Error::from_io(self.ctx(&t), e))?;
             self.give_host(&t, &host, caller)?;
         } else {
-            self.mount(m).create_dir(&p).await?;
-            self.lock_dirs().insert(t.clone());
+            let posix = Self::new_posix(libc::S_IFDIR, mode as u32, caller);
+            self.mount(m).set_meta(&p, true, 0, &posix).await?;
+            let now = SystemTime::now();
+            self.dirs.update(&t, |a| {
+                *a = DirAttr {
+                    made: true,
+                    perm: Some(mode),
+                    uid: Some(caller.uid),
+                    gid: Some(caller.gid),
+                    mtime: Some(now),
+                    ctime: Some(now),
+                    atime: Some(now),
+                }
+            });
             // nothing was there (checked above): a listing of it is empty
             self.listings.put_new(t.clone());
         }
-        let t = self.new_entry(t, Some(mode), caller);
+        let t = self.new_entry(t);
         let meta = match self.meta(&t).await? {
             Some(m) => m,
             // Some S3 servers keep no directory markers: the directory shows until the TTL.
@@ -105,7 +125,7 @@ impl Fs {
             return self.create_local(t, &host, mode, umask, flags, caller);
         }
         self.parent_dir(parent).await?;
-        let mut new_file = false;
+        let mut new_file = None;
         match self.meta(&t).await? {
             Some(_) if flags & libc::O_EXCL != 0 => {
                 return Err(Error::new(ErrorKind::AlreadyExists, self.ctx(&t), "exists"))
@@ -115,10 +135,8 @@ impl Fs {
             }
             Some(_) => {}
             None => {
-                let mode = (mode & !umask & 0o7777) as u16;
-                new_file = true;
-                self.touch(&t);
-                self.new_entry(t.clone(), Some(mode), caller);
+                new_file = Some(Self::new_posix(libc::S_IFREG, mode & !umask, caller));
+                self.new_entry(t.clone());
             }
         }
         let ino = self.inodes.lookup(t.clone());
@@ -206,7 +224,7 @@ impl Fs {
         }
         let pt = Target::Path(m, parent.to_string());
         self.cache.invalidate(&pt);
-        if self.lock_dirs().contains(&pt) {
+        if self.dirs.is_made(&pt) {
             // made here: it exists for as long as the daemon does, marker or not
             return Ok(());
         }
@@ -220,16 +238,18 @@ impl Fs {
         Ok(())
     }
 
+    /// `t` (and all below it) is gone: what is known of it goes, at a cost of what the
+    /// subtree holds; its parent's times change.
     pub(super) fn forget_path(&self, t: &Target) {
         self.inodes.unlink(t);
-        if let Target::Path(m, p) = t {
+        if let (Target::Path(m, p), Some(parent)) = (t, t.parent()) {
             self.cache.invalidate_tree(*m, p);
-            let parent = Target::Path(*m, path::parent(p).to_string());
             self.listings.remove(&parent, path::basename(p));
             self.listings.drop_tree(*m, p);
-            self.lock_dirs().retain(|k| !k.is_within(*m, p));
-            self.lock_links().retain(|k, _| !k.is_within(*m, p));
-            self.lock_overlay().retain(|k, _| !k.is_within(*m, p));
+            if self.mount(*m).local_root().is_none() {
+                self.dirs.remove_tree(*m, p);
+                self.dirs.touch(&parent);
+            }
         }
     }
 
@@ -251,13 +271,8 @@ impl Fs {
         if meta.kind == FileType::Directory {
             return Err(Error::is_a_directory(self.ctx(&t)));
         }
-        if meta.kind == FileType::Symlink {
-            self.mount(*m).check_delete(p)?;
-            self.lock_links().remove(&t);
-        } else {
-            self.mount(*m).delete_file(p).await?;
-            self.keep_parent(*m, p).await?;
-        }
+        self.mount(*m).delete_file(p).await?;
+        self.keep_parent(*m, p).await?;
         self.forget_path(&t);
         Ok(())
     }
@@ -278,14 +293,11 @@ impl Fs {
             std::fs::remove_dir(&host).map_err(|e| Error::from_io(self.ctx(&t), e))?;
         } else {
             let mount = self.mount(*m);
-            let child_of = |d: &Target| matches!(d, Target::Path(dm, dp) if dm == m && path::parent(dp) == p.as_str() && !dp.is_empty());
-            let has_made_child =
-                self.lock_dirs().iter().any(child_of) || self.lock_links().keys().any(child_of);
             let has_child = match self.listings.is_empty(&t) {
                 Some(empty) => !empty,
-                None => !mount.list(p).await?.is_empty(),
+                None => !mount.dir_is_empty(p).await?,
             };
-            if has_made_child || has_child {
+            if has_child || self.dirs.has_made_below(*m, p) {
                 return Err(Error::new(
                     ErrorKind::DirectoryNotEmpty,
                     self.ctx(&t),
@@ -356,41 +368,11 @@ impl Fs {
             return Ok(());
         }
         self.inodes.rename(m, fp, tp);
-        let mut ov = self.lock_overlay();
-        let moved: Vec<(Target, Overlay)> = ov
-            .iter()
-            .filter(|(k, _)| k.is_within(m, fp))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (k, v) in moved {
-            ov.remove(&k);
-            if let Target::Path(km, kp) = k {
-                ov.insert(Target::Path(km, format!("{tp}{}", &kp[fp.len()..])), v);
-            }
-        }
-        drop(ov);
-        let mut links = self.lock_links();
-        let moved: Vec<Target> = links
-            .keys()
-            .filter(|k| k.is_within(m, fp))
-            .cloned()
-            .collect();
-        for k in moved {
-            if let (Some(v), Target::Path(km, kp)) = (links.remove(&k), &k) {
-                links.insert(Target::Path(*km, format!("{tp}{}", &kp[fp.len()..])), v);
-            }
-        }
-        drop(links);
-        let mut dirs = self.lock_dirs();
-        let moved: Vec<Target> = dirs
-            .iter()
-            .filter(|k| k.is_within(m, fp))
-            .cloned()
-            .collect();
-        for k in moved {
-            dirs.remove(&k);
-            if let Target::Path(km, kp) = k {
-                dirs.insert(Target::Path(km, format!("{tp}{}", &kp[fp.len()..])));
+        if self.mount(m).local_root().is_none() {
+            self.dirs.remove_tree(m, tp);
+            self.dirs.rename_tree(m, fp, tp);
+            for parent in [from.parent(), to.parent()].into_iter().flatten() {
+                self.dirs.touch(&parent);
             }
         }
         Ok(())
@@ -433,8 +415,7 @@ impl Fs {
                 (false, true) => return Err(Error::is_a_directory(self.ctx(to))),
                 (true, false) => return Err(Error::not_a_directory(self.ctx(to))),
                 (true, true) => {
-                    let link_inside = self.lock_links().keys().any(|k| k.is_within(m, tp));
-                    if link_inside || !mount.list(tp).await?.is_empty() {
+                    if !mount.dir_is_empty(tp).await? || self.dirs.has_made_below(m, tp) {
                         return Err(Error::new(
                             ErrorKind::DirectoryNotEmpty,
                             self.ctx(to),
@@ -446,34 +427,32 @@ impl Fs {
                 (false, false) => {}
             }
         }
-        if src.kind == FileType::Symlink {
-            // a memory mount's symlink: the daemon's entry moves, over what was at `to`
-            mount.check_delete(fp)?;
-            let was_link = self.lock_links().remove(to).is_some();
-            if !was_link && mount.stat(tp).await?.is_some() {
-                mount.delete_file(tp).await?;
-            }
-            let link = self.lock_links().remove(from);
-            if let Some(link) = link {
-                self.lock_links().insert(to.clone(), link);
-            }
-            return Ok(());
-        }
-        // Dirty data of open files below the source reaches the backend before the copy.
-        for (ino, f) in self.handles.all_open() {
-            if self.inodes.target(ino).is_some_and(|t| t.is_within(m, fp)) {
+        // Dirty data of open files at or below the source reaches the backend first (the
+        // inodes known in the subtree, not every open file).
+        for ino in self.inodes.subtree(m, fp) {
+            if let Some(f) = self.handles.open_file(ino) {
                 self.upload(ino, &f, false).await?;
             }
         }
         if src_dir && mount.stat(fp).await?.is_none() {
             // A directory only this daemon knows (the server keeps no markers): nothing to copy.
-            mount.create_dir(tp).await?;
+            mount.set_meta(tp, true, 0, &posix_of(&src)).await?;
             return Ok(());
+        }
+        // memory: one move in its store, whatever the subtree holds
+        let native = if src_dir {
+            mount.rename_tree_native(fp, tp)
+        } else if mount.rename_native(fp, tp).await? {
+            Some(Ok(()))
+        } else {
+            None
+        };
+        if let Some(r) = native {
+            return r;
         }
         let src_node = AsyncNode::new(mount.clone(), fp.to_string());
         let dst_node = AsyncNode::new(mount.clone(), tp.to_string());
         src_node.copy(&dst_node).await?;
-        self.lock_links().remove(to);
         if src_dir {
             mount.delete_tree(fp).await?;
         } else {
@@ -515,11 +494,30 @@ impl Fs {
                 self.make_host(t, &host, caller, |h| local::mknod(h, mode, rdev))
                     .await
             }
-            None => Err(Error::new(
-                ErrorKind::NotPermitted,
-                self.ctx(&t),
-                "this backend cannot hold special files",
-            )),
+            None => {
+                let kind = mode & libc::S_IFMT;
+                if kind == libc::S_IFREG || kind == 0 {
+                    // mknod of a regular file: an empty object
+                    let (ino, meta, o) = self
+                        .create(
+                            parent,
+                            name,
+                            mode,
+                            umask,
+                            libc::O_EXCL | libc::O_RDONLY,
+                            caller,
+                        )
+                        .await?;
+                    self.release(ino, o.fh).await?;
+                    return Ok((ino, meta));
+                }
+                self.parent_dir(parent).await?;
+                self.must_not_exist(&t).await?;
+                let mut posix = Self::new_posix(kind, mode & !umask, caller);
+                posix.rdev = (rdev != 0).then_some(rdev);
+                self.mount(m).put_special(&p, &posix).await?;
+                self.made_object(t).await
+            }
         }
     }
 
@@ -538,22 +536,23 @@ impl Fs {
                 self.make_host(t, &host, caller, |h| std::os::unix::fs::symlink(target, h))
                     .await
             }
-            None if self.mount(m).is_memory() => {
-                // kept by the daemon, as long as the memory mount's data
+            None => {
+                // an object whose body is the target (as s3fs stores them)
                 self.parent_dir(parent).await?;
                 self.must_not_exist(&t).await?;
-                self.lock_links()
-                    .insert(t.clone(), (target.to_path_buf(), SystemTime::now()));
-                let t = self.new_entry(t, None, caller);
-                let meta = self.meta_required(&t).await?;
-                Ok((self.inodes.lookup(t), meta))
+                let posix = Self::new_posix(libc::S_IFLNK, 0o777, caller);
+                let body = Bytes::copy_from_slice(target.as_os_str().as_bytes());
+                self.mount(m).write_with_meta(&p, body, &posix).await?;
+                self.made_object(t).await
             }
-            None => Err(Error::new(
-                ErrorKind::NotPermitted,
-                self.ctx(&t),
-                "this backend cannot hold symlinks",
-            )),
         }
+    }
+
+    /// An object was just made at `t`: its parent learns of it, and it is looked up.
+    async fn made_object(&self, t: Target) -> Result<(u64, Meta)> {
+        let t = self.new_entry(t);
+        let meta = self.meta_required(&t).await?;
+        Ok((self.inodes.lookup(t), meta))
     }
 
     /// Create a hard link (local mounts; elsewhere EPERM, as link(2) specifies).

@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::mount::{Mount, CHUNK};
+use crate::storage::posix::PosixMeta;
 
 /// Smallest and largest read-ahead windows of a sequential reader.
 const MIN_WINDOW: u64 = 256 << 10;
@@ -94,6 +95,8 @@ enum Stream {
         written: u64,
         /// Where the upload goes (the file may be renamed or unlinked meanwhile).
         path: String,
+        /// The attributes the upload was started with.
+        meta: Box<PosixMeta>,
     },
     /// Not streaming: close uploads the staged copy.
     Off,
@@ -137,6 +140,12 @@ pub struct OpenFile {
     size: AtomicU64,
     staged: std::sync::atomic::AtomicBool,
     pub(super) handles: AtomicUsize,
+    /// Object backends: the POSIX attributes the next upload carries (the object's, changed
+    /// by setattr while open). A write clears its times: the upload's Last-Modified is then
+    /// the file's mtime and ctime.
+    posix: Mutex<PosixMeta>,
+    /// When this file was last written through the daemon (its mtime while staged).
+    changed: Mutex<Option<std::time::SystemTime>>,
 }
 
 /// One open file handle.
@@ -174,8 +183,10 @@ impl FileHandle {
 }
 
 impl OpenFile {
-    fn new(mount: Arc<Mount>, body: Body, size: u64) -> Self {
+    fn new(mount: Arc<Mount>, body: Body, size: u64, posix: PosixMeta) -> Self {
         OpenFile {
+            posix: Mutex::new(posix),
+            changed: Mutex::new(None),
             mount,
             backing: Mutex::new(None),
             native: match &body {
@@ -191,12 +202,17 @@ impl OpenFile {
 
     /// A host file of a local mount, of its current size.
     pub(super) fn native(mount: Arc<Mount>, file: File, size: u64) -> Self {
-        OpenFile::new(mount, Body::Native(Arc::new(file)), size)
+        OpenFile::new(
+            mount,
+            Body::Native(Arc::new(file)),
+            size,
+            PosixMeta::default(),
+        )
     }
 
     /// A new file on an object backend, staged empty and dirty (its first upload happens at
     /// close).
-    pub(super) fn new_staged(mount: Arc<Mount>, file: File) -> Self {
+    pub(super) fn new_staged(mount: Arc<Mount>, file: File, posix: PosixMeta) -> Self {
         let body = Body::Staged {
             file: Arc::new(file),
             dirty: true,
@@ -204,13 +220,40 @@ impl OpenFile {
             base: None,
             shared: false,
         };
-        OpenFile::new(mount, body, 0)
+        let f = OpenFile::new(mount, body, 0, posix);
+        f.touched();
+        f
     }
 
     /// A file read from its backend until written (also: a truncate without an open handle,
     /// not registered in the handle table).
-    pub fn detached(mount: Arc<Mount>, size: u64) -> Self {
-        OpenFile::new(mount, Body::Remote, size)
+    pub fn detached(mount: Arc<Mount>, size: u64, posix: PosixMeta) -> Self {
+        OpenFile::new(mount, Body::Remote, size, posix)
+    }
+
+    /// The attributes the next upload carries.
+    pub fn posix(&self) -> PosixMeta {
+        self.posix.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Change the attributes the next upload carries.
+    pub fn set_posix(&self, f: impl FnOnce(&mut PosixMeta)) {
+        f(&mut self.posix.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// When the file was last changed through the daemon (None: not since it was opened).
+    pub fn changed(&self) -> Option<std::time::SystemTime> {
+        *self.changed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The content changed now: the upload's Last-Modified will be its mtime and ctime.
+    fn touched(&self) {
+        *self.changed.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::time::SystemTime::now());
+        self.set_posix(|p| {
+            p.mtime = None;
+            p.ctime = None;
+        });
     }
 
     /// The size to report while staged (None: ask the backend).
@@ -506,6 +549,9 @@ impl OpenFile {
             off
         };
         f.write_all_at(data, off).map_err(err)?;
+        if self.native.is_none() {
+            self.touched();
+        }
         let end = off + data.len() as u64;
         self.size.fetch_max(end, Ordering::AcqRel);
         if let Body::Staged { stream, base, .. } = &mut *body {
@@ -526,11 +572,13 @@ impl OpenFile {
             *stream = Stream::Off;
         }
         if matches!(stream, Stream::Unstarted) {
-            *stream = match (off, self.mount.writer(path).await) {
+            let meta = self.posix();
+            *stream = match (off, self.mount.writer_for(path, 0, &meta).await) {
                 (0, Ok(writer)) => Stream::Active {
                     writer,
                     written: 0,
                     path: path.to_string(),
+                    meta: Box::new(meta),
                 },
                 _ => Stream::Off,
             };
@@ -578,6 +626,9 @@ impl OpenFile {
         };
         f.set_len(size).map_err(|e| io_err(&ctx, e))?;
         self.size.store(size, Ordering::Release);
+        if self.native.is_none() {
+            self.touched();
+        }
         if let Body::Staged { stream, .. } = &mut *body {
             stream.stop(&self.mount);
         }
@@ -618,29 +669,46 @@ impl OpenFile {
                     .metadata()
                     .map_err(|e| io_err(&self.mount.ctx(path), e))?
                     .len();
+                let mut posix = self.posix();
                 match std::mem::replace(stream, Stream::Off) {
                     Stream::Active {
                         writer,
                         written,
                         path: to,
+                        meta,
                     } if written == size && to == path => {
                         // the upload was under way: finish it
                         self.mount.close_writer(path, writer, written).await?;
+                        if *meta != posix {
+                            // attributes set while it streamed
+                            self.mount.set_meta(path, false, size, &posix).await?;
+                        }
                     }
                     mut other => {
                         other.stop(&self.mount);
+                        // the object carries the time of the last write as its mtime and
+                        // ctime (a streamed upload leaves them to its Last-Modified)
+                        if let Some(t) = self.changed() {
+                            posix.mtime.get_or_insert(t);
+                            posix.ctime.get_or_insert(t);
+                            self.set_posix(|p| *p = posix.clone());
+                        }
                         if self.mount.is_memory() && size >= MAP_MIN {
                             // the store keeps a mapping of the staged pages: no copy
-                            self.mount.write_all(path, map_file(file, size)?).await?;
+                            self.mount
+                                .write_with_meta(path, map_file(file, size)?, &posix)
+                                .await?;
                             *shared = true;
                         } else if self.mount.is_memory() {
                             // small: one copy costs less than a mapping and its unmapping
                             let mut buf = vec![0u8; size as usize];
                             file.read_exact_at(&mut buf, 0)
                                 .map_err(|e| io_err(&self.mount.ctx(path), e))?;
-                            self.mount.write_all(path, Bytes::from(buf)).await?;
+                            self.mount
+                                .write_with_meta(path, Bytes::from(buf), &posix)
+                                .await?;
                         } else {
-                            upload(&self.mount, path, file, size).await?;
+                            upload(&self.mount, path, file, size, &posix).await?;
                         }
                     }
                 }
@@ -754,12 +822,12 @@ fn map_file(file: &File, len: u64) -> Result<Bytes> {
     Ok(Bytes::from_owner(Mapping { ptr, len }))
 }
 
-async fn upload(mount: &Mount, path: &str, file: &File, size: u64) -> Result<()> {
+async fn upload(mount: &Mount, path: &str, file: &File, size: u64, meta: &PosixMeta) -> Result<()> {
     let ctx = mount.ctx(path);
     if size == 0 {
-        return mount.write_all(path, Bytes::new()).await;
+        return mount.write_with_meta(path, Bytes::new(), meta).await;
     }
-    let mut w = mount.writer_for(path, size).await?;
+    let mut w = mount.writer_for(path, size, meta).await?;
     let mut off = 0u64;
     while off < size {
         let n = (CHUNK as u64).min(size - off) as usize;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fuse::inode::Target;
 use crate::storage::mount::Mount;
+use crate::storage::posix::PosixMeta;
 
 pub use file::{open_native, FileHandle, OpenFile};
 use file::{open_shared, staging_file};
@@ -114,9 +115,9 @@ impl<M> Handles<M> {
         (fh, h)
     }
 
-    /// Open a handle on `ino`. `host` is the local file (local mounts), `size` the current
-    /// size on object backends; `new_file` starts an object-backend file empty and dirty, so
-    /// that its first upload happens at close.
+    /// Open a handle on `ino`. `host` is the local file (local mounts), `size` and `posix`
+    /// the object's on object backends; `new_file` starts an object-backend file empty and
+    /// dirty, so that its first upload happens at close.
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         &self,
@@ -124,6 +125,7 @@ impl<M> Handles<M> {
         mount: &Arc<Mount>,
         host: Option<&Path>,
         size: u64,
+        posix: PosixMeta,
         writable: bool,
         append: bool,
         new_file: Option<&Path>,
@@ -143,10 +145,12 @@ impl<M> Handles<M> {
                             }
                             OpenFile::native(mount.clone(), f, meta.len())
                         }
-                        (None, Some(cache_dir)) => {
-                            OpenFile::new_staged(mount.clone(), staging_file(mount, cache_dir)?)
-                        }
-                        (None, None) => OpenFile::detached(mount.clone(), size),
+                        (None, Some(cache_dir)) => OpenFile::new_staged(
+                            mount.clone(),
+                            staging_file(mount, cache_dir)?,
+                            posix,
+                        ),
+                        (None, None) => OpenFile::detached(mount.clone(), size, posix),
                     });
                     open.insert(ino, f.clone());
                     f
