@@ -31,10 +31,17 @@ impl Fs {
         if let (Target::Path(m, p), Some(parent)) = (&t, t.parent()) {
             self.listings.add(&parent, path::basename(p));
             if self.mount(*m).local_root().is_none() {
-                self.dirs.touch(&parent);
+                self.touch_dir(&parent);
             }
         }
         t
+    }
+
+    /// An entry of the object-backend directory `dir` changed: its mtime and ctime are now
+    /// (and what the attribute cache held of it is stale).
+    fn touch_dir(&self, dir: &Target) {
+        self.dirs.touch(dir);
+        self.cache.invalidate(dir);
     }
 
     /// The attributes a new object-backend entry carries: type and mode, its creator.
@@ -248,7 +255,7 @@ impl Fs {
             self.listings.drop_tree(*m, p);
             if self.mount(*m).local_root().is_none() {
                 self.dirs.remove_tree(*m, p);
-                self.dirs.touch(&parent);
+                self.touch_dir(&parent);
             }
         }
     }
@@ -372,7 +379,7 @@ impl Fs {
             self.dirs.remove_tree(m, tp);
             self.dirs.rename_tree(m, fp, tp);
             for parent in [from.parent(), to.parent()].into_iter().flatten() {
-                self.dirs.touch(&parent);
+                self.touch_dir(&parent);
             }
         }
         Ok(())
