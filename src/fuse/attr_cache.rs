@@ -81,6 +81,13 @@ impl<V: Clone> AttrCache<V> {
         m.insert(t, (v, now + ttl));
     }
 
+    /// Change cached attributes in place (nothing when none are cached), keeping their expiry.
+    pub fn update(&self, t: &Target, f: impl FnOnce(&mut V)) {
+        if let Some((Some(v), _)) = self.lock().get_mut(t) {
+            f(v);
+        }
+    }
+
     /// Forget a path.
     pub fn invalidate(&self, t: &Target) {
         self.lock().remove(t);

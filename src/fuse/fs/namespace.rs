@@ -38,10 +38,14 @@ impl Fs {
     }
 
     /// An entry of the object-backend directory `dir` changed: its mtime and ctime are now
-    /// (and what the attribute cache held of it is stale).
+    /// (in the attribute cache too).
     fn touch_dir(&self, dir: &Target) {
         self.dirs.touch(dir);
-        self.cache.invalidate(dir);
+        let now = SystemTime::now();
+        self.cache.update(dir, |m| {
+            m.mtime = now;
+            m.ctime = now;
+        });
     }
 
     /// The attributes a new object-backend entry carries: type and mode, its creator.
