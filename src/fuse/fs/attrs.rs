@@ -277,7 +277,11 @@ impl Fs {
     ) -> Result<()> {
         let cache = self.cache_dir.path();
         match self.handles.open_file(ino) {
-            Some(f) => f.truncate(Some(p), cache, size).await,
+            // (uploaded now: a release racing with this truncate may have passed already)
+            Some(f) => {
+                f.truncate(Some(p), cache, size).await?;
+                self.upload(ino, &f, false).await
+            }
             None => {
                 let f = OpenFile::detached(self.mount(m).clone(), current.size, posix_of(current));
                 f.truncate(Some(p), cache, size).await?;

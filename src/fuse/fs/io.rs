@@ -98,7 +98,10 @@ impl Fs {
         Ok(Opened {
             fh,
             read_only,
-            no_flush: read_only || host.is_some(),
+            // a file just created is uploaded by its close (FLUSH), even when opened read-only:
+            // were it left to the asynchronous RELEASE, an unlink right after close could run
+            // before the upload lands, and the file would come back
+            no_flush: (read_only && !new_file) || host.is_some(),
             passthrough,
         })
     }
