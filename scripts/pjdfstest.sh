@@ -22,7 +22,8 @@ cleanup() {
     [ -n "$pid" ] && kill -TERM -- "-$pid" 2>/dev/null || true
     sleep 0.5
     umount -l "$mnt" 2>/dev/null || true
-    [ -n "${KEEP:-}" ] || rm -rf "$work"; [ -n "${KEEP:-}" ] && echo "kept $work"
+    if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
+    return 0
 }
 trap cleanup EXIT
 
@@ -118,4 +119,5 @@ for target in mem s3 local; do
     fi
 done
 echo "pjdfstest: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+if [ "$failed" -ne 0 ]; then exit 1; fi
+exit 0
