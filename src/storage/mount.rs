@@ -128,26 +128,7 @@ impl Mount {
             _ => (DEFAULT_S3_TIMEOUT * 4, DEFAULT_S3_RETRIES),
         };
         let mem = matches!(config.backend, Backend::Memory).then(|| Arc::new(MemStore::default()));
-        let raw = match &config.backend {
-            Backend::S3 {
-                bucket,
-                prefix,
-                region,
-                endpoint_url,
-                access_key,
-                secret_key,
-                ..
-            } => Some(S3Raw::new(&S3Target {
-                bucket,
-                prefix: prefix.as_deref(),
-                region,
-                endpoint: endpoint_url.as_deref(),
-                keys: access_key.as_deref().zip(secret_key.as_deref()),
-                timeout,
-                retries,
-            })?),
-            _ => None,
-        };
+        let mut raw = None;
         let op = match &config.backend {
             Backend::Local { root, .. } => {
                 let root = root.to_str().ok_or_else(|| {
@@ -165,6 +146,15 @@ impl Mount {
                 secret_key,
                 ..
             } => {
+                raw = Some(S3Raw::new(&S3Target {
+                    bucket,
+                    prefix: prefix.as_deref(),
+                    region,
+                    endpoint: endpoint_url.as_deref(),
+                    keys: access_key.as_deref().zip(secret_key.as_deref()),
+                    timeout,
+                    retries,
+                })?);
                 opendal::install_default();
                 let mut b = services::S3::default()
                     .bucket(bucket)
