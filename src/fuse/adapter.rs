@@ -1,22 +1,24 @@
 //! The fuser `Filesystem` implementation: copy the arguments, spawn onto tokio, call the
-//! async core in `fs.rs`, reply. No filesystem logic lives here.
+//! async core in `fs/`, reply. No filesystem policy lives here: negative entries, readdirplus
+//! lookup counting and passthrough registrations are the core's decisions, and errors become
+//! errnos through the one map in `error.rs`.
 
 use std::ffi::OsStr;
 
 use futures::FutureExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fuser::{
-    BackingId, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     Request, TimeOrNow, WriteFlags,
 };
 
 use crate::error::Error;
-use crate::fuse::fs::{Caller, Fs, Opened, SetAttr, TimeSet};
+use crate::fuse::fs::{Caller, DirReplier, Fs, Opened, SetAttr, TimeSet};
 
 /// The bridge between the kernel and [`Fs`].
 pub struct Adapter {
@@ -95,27 +97,6 @@ fn errno(fs: &Fs, op: &str, e: &Error) -> Errno {
     Errno::from_i32(n)
 }
 
-/// The inode's passthrough registration: made on its first open, reused by later handles.
-/// None where the kernel refuses it (no FUSE_PASSTHROUGH): the daemon then serves the I/O.
-fn backing(
-    o: &Opened,
-    open: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
-) -> Option<std::sync::MutexGuard<'_, Option<BackingId>>> {
-    let file = o.passthrough.as_ref()?;
-    let native = file.native_file()?;
-    let mut slot = file.backing.lock().unwrap_or_else(|e| e.into_inner());
-    if slot.is_none() {
-        match open(&native) {
-            Ok(id) => *slot = Some(id),
-            Err(e) => {
-                tracing::debug!(error = %e, "no passthrough");
-                return None;
-            }
-        }
-    }
-    Some(slot)
-}
-
 /// The only open flags the kernel accepts beside FOPEN_PASSTHROUGH (others make it EIO).
 const PASSTHROUGH_FLAGS: FopenFlags = FopenFlags::FOPEN_NOFLUSH
     .union(FopenFlags::FOPEN_DIRECT_IO)
@@ -170,16 +151,9 @@ impl Filesystem for Adapter {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.to_owned();
         self.spawn("lookup", parent, |fs| async move {
-            match fs.lookup(parent.0, &name).await {
-                // A negative entry (inode 0): the kernel keeps the absence for the negative
-                // TTL, so that the next lookup or a create of that name needs no LOOKUP.
-                Err(e) if e.errno() == libc::ENOENT && !fs.negative_ttl().is_zero() => {
-                    errno(&fs, "lookup", &e);
-                    let mut attr = fs.attr(0, &fs.root_meta());
-                    attr.ino = INodeNo(0);
-                    reply.entry(&fs.negative_ttl(), &attr, Generation(0));
-                }
-                r => reply_entry(&fs, "lookup", reply, r),
+            match fs.lookup_entry(parent.0, &name).await {
+                Ok(e) => reply.entry(&e.ttl, &e.attr, Generation(0)),
+                Err(e) => reply.error(errno(&fs, "lookup", &e)),
             }
         });
     }
@@ -348,7 +322,7 @@ impl Filesystem for Adapter {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.spawn("open", ino, |fs| async move {
             match fs.open(ino.0, flags.0).await {
-                Ok(o) => match backing(&o, |f| reply.open_backing(f)) {
+                Ok(o) => match o.passthrough(|f| reply.open_backing(f)) {
                     Some(id) => reply.opened_passthrough(
                         FileHandle(o.fh),
                         fopen(&o) & PASSTHROUGH_FLAGS,
@@ -468,17 +442,11 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.fs.stats().request(self.fs.mount_of(ino.0), "readdir");
-        match self.fs.readdir(fh.0, offset) {
-            Ok(entries) => {
-                for (e, next) in entries {
-                    let ino = self.fs.entry_ino(ino.0, &e, false);
-                    if reply.add(INodeNo(ino), next, e.meta.kind, &e.name) {
-                        break;
-                    }
-                }
-                reply.ok()
-            }
+        match self
+            .fs
+            .reply_dir(ino.0, fh.0, offset, false, &mut Plain(&mut reply))
+        {
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&self.fs, "readdir", &e)),
         }
     }
@@ -491,23 +459,11 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.fs.stats().request(self.fs.mount_of(ino.0), "readdir");
-        match self.fs.readdir(fh.0, offset) {
-            Ok(entries) => {
-                let ttl = self.fs.ttl();
-                for (e, next) in entries {
-                    let eino = self.fs.entry_ino(ino.0, &e, true);
-                    let attr = self.fs.attr(eino, &e.meta);
-                    if reply.add(INodeNo(eino), next, &e.name, &ttl, &attr, Generation(0)) {
-                        // not sent: the kernel will not count this lookup
-                        if e.target.is_some() {
-                            self.fs.forget(eino, 1);
-                        }
-                        break;
-                    }
-                }
-                reply.ok()
-            }
+        match self
+            .fs
+            .reply_dir(ino.0, fh.0, offset, true, &mut Plus(&mut reply))
+        {
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&self.fs, "readdirplus", &e)),
         }
     }
@@ -548,7 +504,7 @@ impl Filesystem for Adapter {
         let (name, caller) = (name.to_owned(), caller(req));
         self.spawn("create", parent, |fs| async move {
             match fs.create(parent.0, &name, mode, umask, flags, caller).await {
-                Ok((ino, m, o)) => match backing(&o, |f| reply.open_backing(f)) {
+                Ok((ino, m, o)) => match o.passthrough(|f| reply.open_backing(f)) {
                     Some(id) => reply.created_passthrough(
                         &fs.ttl(),
                         &fs.attr(ino, &m),
@@ -571,6 +527,24 @@ impl Filesystem for Adapter {
     }
 }
 
+/// A readdir reply buffer.
+struct Plain<'a>(&'a mut ReplyDirectory);
+
+impl DirReplier for Plain<'_> {
+    fn add(&mut self, attr: &FileAttr, next: u64, name: &str, _ttl: Duration) -> bool {
+        self.0.add(attr.ino, next, attr.kind, name)
+    }
+}
+
+/// A readdirplus reply buffer.
+struct Plus<'a>(&'a mut ReplyDirectoryPlus);
+
+impl DirReplier for Plus<'_> {
+    fn add(&mut self, attr: &FileAttr, next: u64, name: &str, ttl: Duration) -> bool {
+        self.0.add(attr.ino, next, name, &ttl, attr, Generation(0))
+    }
+}
+
 /// The process a request comes from, as the owner of what it creates.
 fn caller(req: &Request) -> Caller {
     Caller {
@@ -582,7 +556,6 @@ fn caller(req: &Request) -> Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// A reply that records how it was answered; like fuser's, dropping it unanswered is EIO.
     struct Reply(std::sync::mpsc::Sender<i32>);

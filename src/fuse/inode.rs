@@ -252,6 +252,19 @@ impl Inodes {
         }
     }
 
+    /// A rename(2) of `from` to `to` with `flags` happened: with RENAME_EXCHANGE the two
+    /// subtrees swap, otherwise as [`Inodes::rename`].
+    pub fn rename_entries(&self, mount: usize, from: &str, to: &str, flags: u32) {
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            // (NUL never occurs in a real path)
+            self.rename(mount, to, "\0swap");
+            self.rename(mount, from, to);
+            self.rename(mount, "\0swap", from);
+        } else {
+            self.rename(mount, from, to);
+        }
+    }
+
     /// The known inodes directly inside the directory `path` of `mount` (found in the
     /// subtree's range: costs what the table holds below `path`, not the whole table).
     pub fn children(&self, mount: usize, path: &str) -> Vec<(Target, u64)> {

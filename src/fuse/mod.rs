@@ -1,8 +1,57 @@
 //! The FUSE daemon: every configured mount as a directory of one mountpoint.
 //!
 //! `adapter.rs` speaks to the kernel, `fs/` is the async core (namespace, directories, I/O,
-//! attributes), `inode.rs`, `attr_cache.rs` and `handles/` hold its state, `local.rs` the
-//! native calls of local mounts.
+//! attributes), `inode.rs`, `attr_cache.rs`, `dir_attrs.rs` and `handles/` hold its state,
+//! `local.rs` the native calls of local mounts.
+//!
+//! # Design
+//!
+//! **One seam per backend kind.** `Fs` resolves an inode or a name to a `Target`, applies
+//! the checks every mount shares (the root, read-only, delete permission, across mounts),
+//! and hands the operation, once, to the side chosen for the mount when `Fs` was made:
+//! `fs/host.rs` (local mounts: the system calls a kernel filesystem would make on the root
+//! directory) or `fs/object.rs` + `fs/object_ns.rs` (memory, S3 and every backend to come:
+//! objects through the mount's `opendal::Operator`). Neither side calls into the other.
+//! Only a file whose name is gone while it is open is served by what its `OpenFile` is (a
+//! host descriptor or staged bytes), as it belongs to no path any more.
+//!
+//! **The adapter holds no policy.** It copies arguments, runs the core (inline for local and
+//! memory mounts, spawned for network ones), and replies. Negative entries
+//! (`Fs::lookup_entry`), readdirplus lookup counting (`Fs::reply_dir` through a
+//! `DirReplier`), passthrough registrations (`Opened::passthrough`) and the errno of every
+//! error (`Error::errno`, the one map) are the core's.
+//!
+//! **Where an attribute comes from.** The first rule that applies wins:
+//! 1. The root: made up (the `[fuse]` directory mode, the daemon's start time).
+//! 2. Local mounts: `lstat` of the host path, every time. The daemon caches nothing; the
+//!    kernel keeps attributes for the attribute TTL.
+//! 3. An object-backend file open and staged here: its `OpenFile` (the size as written, the
+//!    POSIX attributes its upload will carry, the time of its last write).
+//! 4. The attribute cache (bounded, per-mount TTL), filled by stat and listings; a fresh
+//!    listing of the parent that lacks the name means the name does not exist.
+//! 5. One stat of the backend: the object's user metadata (s3fs's keys: mode, uid, gid,
+//!    mtime, ctime, atime, rdev), then Last-Modified, then the `[fuse]` defaults.
+//!
+//!    For a directory, what the daemon's bounded directory table holds (times of entry
+//!    changes, what was set on a prefix-only directory) overrides its marker, and its link
+//!    count is 2 plus the subdirectories the backend counts in O(1) (memory), 2 elsewhere.
+//!
+//! A change updates what it touches in place or invalidates it by key or by subtree (ordered
+//! maps: a subtree costs what it holds), never the whole cache.
+//!
+//! **Lock order.** All locks but one are `std` locks taken for a few instructions and never
+//! held across an `.await`:
+//! 1. `Fs::ns` (local mounts only): held by a host rename or unlink, and by an open or
+//!    getattr while it finds its host file by path, so that the host change and the inode
+//!    table's change are one step for them.
+//! 2. Inside it, one at a time and never nested in one another: the inode table, the handle
+//!    tables (`Handles::open` is released before `Handles::files` is taken), the attribute
+//!    cache, the listings, the directory table, the counters.
+//! 3. An `OpenFile`'s passthrough slot is held only while the adapter replies to the open.
+//!
+//! The exception is an `OpenFile`'s body, a `tokio` mutex held across the awaits of one
+//! file's staging, writes and upload (unrelated files never wait on each other); no `std`
+//! lock is taken while waiting for it except the short ones of rule 2.
 
 pub mod adapter;
 pub mod attr_cache;

@@ -29,7 +29,61 @@ struct Value {
 /// with `/`.
 #[derive(Default)]
 pub struct MemStore {
-    map: Mutex<BTreeMap<String, Value>>,
+    map: Mutex<Tree>,
+}
+
+/// The ordered map of keys, and per directory (`d/`, or "" for the root) how many
+/// directory markers sit directly below it: a directory's link count is 2 plus that, known
+/// in O(1). Every change of the key set goes through [`Tree::insert`] and [`Tree::remove`],
+/// which keep the counts (reads see the map through `Deref`).
+#[derive(Default)]
+struct Tree {
+    map: BTreeMap<String, Value>,
+    subdirs: std::collections::HashMap<String, u64>,
+}
+
+/// The directory a marker `a/b/` sits in (`a/`, or "" at the top); None for other keys.
+fn marker_parent(k: &str) -> Option<&str> {
+    let inner = k.strip_suffix('/')?;
+    Some(match inner.rfind('/') {
+        Some(i) => &k[..=i],
+        None => "",
+    })
+}
+
+impl std::ops::Deref for Tree {
+    type Target = BTreeMap<String, Value>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl Tree {
+    fn insert(&mut self, k: String, v: Value) -> Option<Value> {
+        let parent = marker_parent(&k).map(str::to_string);
+        let old = self.map.insert(k, v);
+        if let (Some(parent), None) = (parent, &old) {
+            *self.subdirs.entry(parent).or_default() += 1;
+        }
+        old
+    }
+
+    fn remove(&mut self, k: &str) -> Option<Value> {
+        let old = self.map.remove(k)?;
+        if let Some(parent) = marker_parent(k) {
+            if let Some(n) = self.subdirs.get_mut(parent) {
+                *n -= 1;
+                if *n == 0 {
+                    self.subdirs.remove(parent);
+                }
+            }
+        }
+        Some(old)
+    }
+
+    fn get_mut(&mut self, k: &str) -> Option<&mut Value> {
+        self.map.get_mut(k)
+    }
 }
 
 impl std::fmt::Debug for MemStore {
@@ -60,12 +114,12 @@ fn with_user_metadata(meta: &Metadata, pairs: Vec<(String, String)>) -> Metadata
 }
 
 impl MemStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Value>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tree> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Does any key start with `prefix` (ending with `/`)? O(log n).
-    fn has_prefix(map: &BTreeMap<String, Value>, prefix: &str) -> bool {
+    fn has_prefix(map: &Tree, prefix: &str) -> bool {
         map.range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .next()
             .is_some_and(|(k, _)| k.starts_with(prefix))
@@ -120,6 +174,18 @@ impl MemStore {
             }
             None => {}
         }
+    }
+
+    /// How many directories with a marker `dir` holds directly (its link count is 2 more):
+    /// O(1). A directory known only by the keys below it is not counted.
+    pub fn subdirs(&self, dir: &str) -> u64 {
+        let k = key(dir).trim_end_matches('/');
+        let prefix = if k.is_empty() {
+            String::new()
+        } else {
+            format!("{k}/")
+        };
+        self.lock().subdirs.get(&prefix).copied().unwrap_or(0)
     }
 
     /// Does the directory `dir` hold anything but its marker? O(log n).
@@ -374,14 +440,17 @@ impl Service for MemoryService {
     ) -> Result<RpCreateDir> {
         let k = key(path).to_string();
         let mut map = self.store.lock();
-        map.entry(k).or_insert_with(|| {
+        if !map.contains_key(&k) {
             let mut b = MetadataBuilder::dir();
             b.last_modified(Timestamp::now());
-            Value {
-                content: Buffer::new(),
-                meta: b.build(),
-            }
-        });
+            map.insert(
+                k,
+                Value {
+                    content: Buffer::new(),
+                    meta: b.build(),
+                },
+            );
+        }
         Ok(RpCreateDir::default())
     }
 
@@ -517,5 +586,32 @@ mod tests {
         op.delete_with("d/").recursive(true).await.unwrap();
         assert!(op.stat("d/").await.is_err());
         assert!(op.stat("e").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn counts_the_directories_directly_below_each_directory() {
+        let (op, store) = op();
+        for d in ["a/", "a/b/", "a/c/", "a/b/d/", "e/"] {
+            op.create_dir(d).await.unwrap();
+        }
+        op.write("a/f", "x").await.unwrap();
+        assert_eq!(
+            [
+                store.subdirs(""),
+                store.subdirs("a"),
+                store.subdirs("a/b/"),
+                store.subdirs("e")
+            ],
+            [2, 2, 1, 0]
+        );
+        op.create_dir("a/b/").await.unwrap(); // exists: no change
+        assert_eq!(store.subdirs("a"), 2);
+        op.delete("a/c/").await.unwrap();
+        assert_eq!(store.subdirs("a"), 1);
+        op.rename("a/b", "e/b").await.unwrap();
+        assert_eq!(
+            [store.subdirs("a"), store.subdirs("e"), store.subdirs("e/b")],
+            [0, 1, 1]
+        );
     }
 }

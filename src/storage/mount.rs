@@ -481,6 +481,12 @@ impl Mount {
         }
     }
 
+    /// How many directories `path` holds directly, where the backend knows it in O(1)
+    /// (memory: those with a marker); None elsewhere (S3 would need a listing).
+    pub fn subdirs(&self, path: &str) -> Option<u64> {
+        self.mem.as_ref().map(|store| store.subdirs(path))
+    }
+
     /// Does the directory hold no entry (its own marker aside)? O(log n) on memory, one
     /// LIST of at most two keys on S3.
     pub async fn dir_is_empty(&self, path: &str) -> Result<bool> {

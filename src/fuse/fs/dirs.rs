@@ -1,13 +1,16 @@
-//! Directories: listings (with files staged here and directories made here), opendir,
-//! readdir and the inode numbers of entries.
+//! Directories: opendir (the listing taken once, so offsets stay stable), readdir through a
+//! [`DirReplier`], and the inode numbers of entries (readdirplus counts a lookup for each
+//! entry the reply took, and only those).
 
 use super::*;
 
 impl Fs {
+    /// A directory's entries, sorted by name: the mounts for the root, the mount's side's
+    /// listing otherwise.
     pub(super) async fn list(&self, t: &Target) -> Result<Vec<DirEntry<Meta>>> {
-        let mut out = Vec::new();
-        match t {
+        let mut out = match t {
             Target::Root => {
+                let mut out = Vec::with_capacity(self.mounts.len());
                 for (i, m) in self.mounts.iter().enumerate() {
                     let ct = Target::Path(i, String::new());
                     let meta = self.meta_required(&ct).await?;
@@ -17,113 +20,15 @@ impl Fs {
                         meta,
                     });
                 }
+                out
             }
-            Target::Path(m, p) => {
-                if let Some(host) = self.host(*m, p)? {
-                    let rd =
-                        std::fs::read_dir(&host).map_err(|e| Error::from_io(self.ctx(t), e))?;
-                    for de in rd {
-                        let de = de.map_err(|e| Error::from_io(self.ctx(t), e))?;
-                        let Some(name) = de.file_name().to_str().map(str::to_string) else {
-                            tracing::warn!(dir = %self.ctx(t), name = ?de.file_name(), "a non-UTF-8 name is not shown");
-                            continue;
-                        };
-                        let md = match de.metadata() {
-                            Ok(md) => md,
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                            Err(e) => return Err(Error::from_io(self.ctx(t), e)),
-                        };
-                        out.push(DirEntry {
-                            target: Some(Target::Path(*m, path::join(p, &name))),
-                            name,
-                            meta: local::meta(&md),
-                        });
-                    }
-                } else {
-                    if let Some(listed) = self.listed(t, *m, p) {
-                        out = listed;
-                    } else {
-                        let started = self.listings.begin();
-                        let mut names = HashSet::new();
-                        for (name, e) in self.mount(*m).list(p).await? {
-                            let ct = Target::Path(*m, path::join(p, &name));
-                            let meta = self.entry_meta(&ct, &e);
-                            self.cache.put(ct.clone(), Some(meta.clone()));
-                            names.insert(name.clone());
-                            out.push(DirEntry {
-                                name,
-                                target: Some(ct),
-                                meta,
-                            });
-                        }
-                        self.listings.put(t.clone(), names, started);
-                    }
-                    let mut at: std::collections::HashMap<String, usize> = out
-                        .iter()
-                        .enumerate()
-                        .map(|(i, e)| (e.name.clone(), i))
-                        .collect();
-                    // Directories made here (servers without markers keep none of them).
-                    for d in self.dirs.made_children(*m, p) {
-                        let Target::Path(_, dp) = &d else { continue };
-                        let name = path::basename(dp).to_string();
-                        if !at.contains_key(&name) {
-                            at.insert(name.clone(), out.len());
-                            out.push(DirEntry {
-                                name,
-                                meta: self.dir_meta(Some(&d)),
-                                target: Some(d),
-                            });
-                        }
-                    }
-                    // Files open and written here, possibly not uploaded yet (the inodes
-                    // known inside this directory, not every open file).
-                    for (ft, ino) in self.inodes.children(*m, p) {
-                        let Some(f) = self.handles.open_file(ino) else {
-                            continue;
-                        };
-                        let Some(size) = f.staged_size() else {
-                            continue;
-                        };
-                        let Target::Path(_, fp) = &ft else { continue };
-                        let meta = self.staged_meta(&f, size);
-                        let name = path::basename(fp).to_string();
-                        match at.get(&name) {
-                            Some(&i) => out[i].meta = meta,
-                            None => out.push(DirEntry {
-                                name,
-                                target: Some(ft.clone()),
-                                meta,
-                            }),
-                        }
-                    }
-                }
-            }
-        }
+            Target::Path(m, p) => match self.side(*m) {
+                Side::Host(h) => h.list(p)?,
+                Side::Object(o) => o.list(t, p).await?,
+            },
+        };
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
-    }
-
-    /// An object-backend listing answered from a fresh listing of its names and the
-    /// attribute cache, with no request; `None` when any entry is unknown. Directories made
-    /// here, memory symlinks and staged files are merged by the caller, as after a request.
-    fn listed(&self, t: &Target, m: usize, p: &str) -> Option<Vec<DirEntry<Meta>>> {
-        let names = self.listings.names(t)?;
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let ct = Target::Path(m, path::join(p, &name));
-            match self.cache.get(&ct) {
-                Some(Some(meta)) => out.push(DirEntry {
-                    name,
-                    target: Some(ct),
-                    meta,
-                }),
-                _ if self.dirs.is_made(&ct) || self.staged(&ct).is_some() => {}
-                _ => return None,
-            }
-        }
-        self.stats.add(m, |s| &s.cache_hits, 1);
-        Some(out)
     }
 
     /// Open a directory: its listing is taken now, so offsets stay stable.
@@ -167,9 +72,35 @@ impl Fs {
             .collect())
     }
 
+    /// Answer a readdir (or, with `plus`, a readdirplus) of the open directory `fh` of
+    /// inode `ino` from `offset` on, into `reply` until it is full. With `plus` each entry the
+    /// reply takes counts as a kernel lookup; one it refuses does not.
+    pub fn reply_dir(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+        reply: &mut impl DirReplier,
+    ) -> Result<()> {
+        self.stats.request(self.mount_of(ino), "readdir");
+        let ttl = self.ttl();
+        for (e, next) in self.readdir(fh, offset)? {
+            let eino = self.entry_ino(ino, &e, plus);
+            if reply.add(&self.attr(eino, &e.meta), next, &e.name, ttl) {
+                if plus && e.target.is_some() {
+                    // not sent: the kernel will not count this lookup
+                    self.forget(eino, 1);
+                }
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The inode number to show for a listed entry. With `count`, a kernel lookup is
     /// counted (readdirplus); `.` and `..` never count.
-    pub fn entry_ino(&self, dir_ino: u64, e: &DirEntry<Meta>, count: bool) -> u64 {
+    fn entry_ino(&self, dir_ino: u64, e: &DirEntry<Meta>, count: bool) -> u64 {
         match &e.target {
             None if e.name == "." => dir_ino,
             None => ROOT,
@@ -182,4 +113,11 @@ impl Fs {
     pub fn releasedir(&self, fh: u64) {
         self.handles.release_dir(fh);
     }
+}
+
+/// Where a readdir's entries go (the kernel's reply buffer, in the adapter).
+pub trait DirReplier {
+    /// Add one entry (`attr.ino` is its inode, `next` the offset after it, `ttl` how long
+    /// its attributes may be kept); true when the reply is full and the entry was not taken.
+    fn add(&mut self, attr: &FileAttr, next: u64, name: &str, ttl: Duration) -> bool;
 }

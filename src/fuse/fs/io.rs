@@ -1,4 +1,5 @@
-//! Open files: open, read, write, flush, fsync and release, and uploads of staged data.
+//! Open files: open (handed to the mount's side), then read, write, flush, fsync and release
+//! on the inode's [`OpenFile`], and uploads of staged data.
 
 use super::*;
 
@@ -6,109 +7,13 @@ impl Fs {
     /// Open a file.
     pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
         let t = self.target(ino)?;
-        self.open_target(ino, &t, flags, None).await
-    }
-
-    /// Open `t`; `new_file` is the attributes of a file just created (object backends).
-    pub(super) async fn open_target(
-        &self,
-        ino: u64,
-        t: &Target,
-        flags: i32,
-        new_file: Option<PosixMeta>,
-    ) -> Result<Opened> {
-        let Target::Path(m, p) = t else {
+        let Target::Path(m, p) = &t else {
             return Err(Error::is_a_directory("/"));
         };
-        let host = self.host(*m, p)?;
-        // (A local file is checked by opening it: no stat first.)
-        let (size, posix) = match (&new_file, &host) {
-            (Some(p), _) => (0, p.clone()),
-            (None, Some(_)) => (0, PosixMeta::default()),
-            (None, None) => {
-                let meta = self.meta_required(t).await?;
-                if meta.kind == FileType::Directory {
-                    return Err(Error::is_a_directory(self.ctx(t)));
-                }
-                (meta.size, posix_of(&meta))
-            }
-        };
-        let new_file = new_file.is_some();
-        let acc = flags & libc::O_ACCMODE;
-        let writable = acc != libc::O_RDONLY;
-        let trunc = flags & libc::O_TRUNC != 0;
-        if writable || trunc {
-            self.check_change(t)?;
+        match self.side(*m) {
+            Side::Host(h) => h.open(ino, &t, flags).await,
+            Side::Object(o) => o.open(ino, &t, p, flags, None).await,
         }
-        let append = flags & libc::O_APPEND != 0;
-        let (fh, h) = if let Some(first) = &host {
-            // The host file is found by path: by the inode's path now, with renames and
-            // unlinks held off (the one above may be stale).
-            let _ns = self.ns_stable();
-            match self.inodes.target(ino) {
-                Some(now) if &now == t => self.handles.open(
-                    ino,
-                    self.mount(*m),
-                    Some(first),
-                    size,
-                    PosixMeta::default(),
-                    writable,
-                    append,
-                    None,
-                )?,
-                Some(Target::Path(m2, p2)) if m2 == *m => self.handles.open(
-                    ino,
-                    self.mount(*m),
-                    self.host(m2, &p2)?.as_deref(),
-                    size,
-                    PosixMeta::default(),
-                    writable,
-                    append,
-                    None,
-                )?,
-                // Unlinked meanwhile: only a handle still open on it can serve.
-                _ => self
-                    .handles
-                    .open_existing(ino, writable, append)
-                    .ok_or_else(|| not_found(self.ctx(t)))?,
-            }
-        } else {
-            self.handles.open(
-                ino,
-                self.mount(*m),
-                None,
-                size,
-                posix,
-                writable,
-                append,
-                new_file.then(|| self.cache_dir.path()),
-            )?
-        };
-        self.inodes.open(ino);
-        // (A local file's size may have changed since the stat above: always truncate it.)
-        if trunc && (size > 0 || host.is_some()) {
-            if let Err(e) = h.file.truncate(Some(p), self.cache_dir.path(), 0).await {
-                self.release(ino, fh).await.ok();
-                return Err(e);
-            }
-            self.touch(t);
-        }
-        let passthrough = host.is_some().then(|| h.file.clone());
-        let read_only = !writable && !trunc;
-        Ok(Opened {
-            fh,
-            read_only,
-            // a file just created is uploaded by its close (FLUSH), even when opened read-only:
-            // were it left to the asynchronous RELEASE, an unlink right after close could run
-            // before the upload lands, and the file would come back
-            no_flush: (read_only && !new_file) || host.is_some(),
-            passthrough,
-        })
-    }
-
-    /// The content of `t` changed here: what is cached of it is stale.
-    pub(super) fn touch(&self, t: &Target) {
-        self.cache.invalidate(t);
     }
 
     /// The path of an open inode (None once unlinked).
@@ -129,11 +34,11 @@ impl Fs {
             .read(p.as_deref().unwrap_or_default(), &h, off, size)
             .await;
         if let (Some(m), Some(p)) = (m, p) {
-            if h.file.size() != before || data.is_err() {
+            if let (Side::Object(o), true) =
+                (self.side(m), h.file.size() != before || data.is_err())
+            {
                 // the object changed behind us (or is unreadable): ask the backend next time
-                let parent = Target::Path(m, path::parent(&p).to_string());
-                self.cache.invalidate(&Target::Path(m, p));
-                self.listings.forget(&parent);
+                o.read_changed(&p);
             }
             if let Ok(d) = &data {
                 self.stats.add(m, |s| &s.bytes_read, d.len() as u64);
@@ -154,8 +59,8 @@ impl Fs {
         h.pending.store(true, Ordering::Release);
         if let Some((m, p)) = mp {
             self.stats.add(m, |s| &s.bytes_written, u64::from(n));
-            if self.mount(m).local_root().is_none() {
-                self.touch(&Target::Path(m, p));
+            if let Side::Object(o) = self.side(m) {
+                o.wrote(&p);
             }
         }
         Ok(n)

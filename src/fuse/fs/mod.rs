@@ -3,8 +3,17 @@
 
 mod attrs;
 mod dirs;
+mod host;
 mod io;
 mod namespace;
+mod object;
+mod object_ns;
+mod types;
+
+pub use dirs::DirReplier;
+use host::Host;
+use object::Object;
+pub use types::*;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -30,167 +39,6 @@ use crate::storage::node::AsyncNode;
 use crate::storage::path;
 use crate::storage::posix::PosixMeta;
 
-/// Attributes of an entry, before an inode number is attached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Meta {
-    /// File, directory or symlink.
-    pub kind: FileType,
-    /// Size in bytes.
-    pub size: u64,
-    /// 512-byte blocks used.
-    pub blocks: u64,
-    /// Last access.
-    pub atime: SystemTime,
-    /// Last modification.
-    pub mtime: SystemTime,
-    /// Last status change.
-    pub ctime: SystemTime,
-    /// Permission bits.
-    pub perm: u16,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Hard links.
-    pub nlink: u32,
-    /// Device number of a device node (0 otherwise).
-    pub rdev: u32,
-}
-
-/// A time to set: now, or a given instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeSet {
-    /// The current time.
-    Now,
-    /// This time.
-    At(SystemTime),
-}
-
-impl TimeSet {
-    fn resolve(self) -> SystemTime {
-        match self {
-            TimeSet::Now => SystemTime::now(),
-            TimeSet::At(t) => t,
-        }
-    }
-}
-
-/// What a setattr changes.
-#[derive(Debug, Clone, Default)]
-pub struct SetAttr {
-    /// New mode bits.
-    pub mode: Option<u32>,
-    /// New owner.
-    pub uid: Option<u32>,
-    /// New group.
-    pub gid: Option<u32>,
-    /// New size (truncate).
-    pub size: Option<u64>,
-    /// New access time.
-    pub atime: Option<TimeSet>,
-    /// New modification time.
-    pub mtime: Option<TimeSet>,
-}
-
-/// Figures for statfs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Statfs {
-    /// Total blocks.
-    pub blocks: u64,
-    /// Free blocks.
-    pub bfree: u64,
-    /// Blocks free for unprivileged users.
-    pub bavail: u64,
-    /// Total inodes.
-    pub files: u64,
-    /// Free inodes.
-    pub ffree: u64,
-    /// Block size.
-    pub bsize: u32,
-    /// Longest name.
-    pub namelen: u32,
-    /// Fragment size.
-    pub frsize: u32,
-}
-
-/// An open file handle and how the kernel may treat it.
-#[derive(Debug, Clone)]
-pub struct Opened {
-    /// The handle.
-    pub fh: u64,
-    /// Read-only handle: the kernel may keep its page cache (it drops it when the mtime or
-    /// size changes).
-    pub read_only: bool,
-    /// Nothing to do at close: read-only handles, and local files (written in place), so the
-    /// kernel need not send FLUSH.
-    pub no_flush: bool,
-    /// Local mounts: the open inode, whose host file the kernel may read and write directly
-    /// (FUSE passthrough) with the same semantics.
-    pub passthrough: Option<Arc<OpenFile>>,
-}
-
-/// Settings of the filesystem core.
-#[derive(Debug, Clone)]
-pub struct FsOptions {
-    /// Owner shown on object backends.
-    pub uid: u32,
-    /// Group shown on object backends.
-    pub gid: u32,
-    /// Mode of files on object backends (until chmod).
-    pub file_mode: u16,
-    /// Mode of directories on object backends (until chmod).
-    pub dir_mode: u16,
-    /// Attribute and entry TTL (kernel and our cache).
-    pub attr_ttl: Duration,
-    /// TTL of negative entries in our cache.
-    pub negative_ttl: Duration,
-    /// Refuse every change with EROFS.
-    pub read_only: bool,
-    /// Where dirty data is staged (a private temp dir when None).
-    pub cache_dir: Option<PathBuf>,
-}
-
-impl Default for FsOptions {
-    fn default() -> Self {
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        FsOptions {
-            uid,
-            gid,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-            attr_ttl: Duration::from_secs(1),
-            negative_ttl: Duration::from_secs(1),
-            read_only: false,
-            cache_dir: None,
-        }
-    }
-}
-
-/// Who asks for a new entry: it is created with this owner (on local mounts when the daemon
-/// runs as root; on object backends in the daemon's overlay), as a kernel filesystem does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller {
-    /// User id of the calling process.
-    pub uid: u32,
-    /// Group id of the calling process.
-    pub gid: u32,
-}
-
-impl Caller {
-    /// The daemon's own user and group (asked once: they never change).
-    pub fn daemon() -> Caller {
-        static ME: std::sync::OnceLock<Caller> = std::sync::OnceLock::new();
-        // SAFETY: geteuid/getegid cannot fail.
-        *ME.get_or_init(|| unsafe {
-            Caller {
-                uid: libc::geteuid(),
-                gid: libc::getegid(),
-            }
-        })
-    }
-}
-
 /// The filesystem: mounts, inode table, attribute cache, handles.
 #[derive(Debug)]
 pub struct Fs {
@@ -211,6 +59,26 @@ pub struct Fs {
     /// with renames, so the path could otherwise name another file by then). Never held
     /// across an await.
     ns: std::sync::RwLock<()>,
+    /// Per mount: which side of the core serves it.
+    sides: Vec<Kind>,
+}
+
+/// Which side of the core serves a mount, fixed when the filesystem is made.
+#[derive(Debug)]
+enum Kind {
+    /// A local mount: system calls on this host directory.
+    Host(PathBuf),
+    /// Every other backend: objects through its operator.
+    Object,
+}
+
+/// The one seam between the two halves of the core: every operation on a mount's entry is
+/// handed, once, to the side that serves the mount, and runs there to the end. The host half
+/// never consults the attribute cache, the listings or the directory table (the host
+/// directory is the truth); the object half never makes a host system call.
+enum Side<'a> {
+    Host(Host<'a>),
+    Object(Object<'a>),
 }
 
 /// The FUSE file type of an entry kind.
@@ -303,6 +171,13 @@ impl Fs {
                 None => *t,
             })
             .collect();
+        let sides = mounts
+            .iter()
+            .map(|m| match m.local_root() {
+                Some(root) => Kind::Host(root.to_path_buf()),
+                None => Kind::Object,
+            })
+            .collect();
         Ok(Fs {
             cache: AttrCache::per_mount(ttls),
             listings: Listings::new(listing_ttls),
@@ -315,6 +190,7 @@ impl Fs {
             cache_dir,
             started: SystemTime::now(),
             ns: std::sync::RwLock::new(()),
+            sides,
         })
     }
 
@@ -473,21 +349,25 @@ impl Fs {
         Ok((t, m, p))
     }
 
-    /// The host path of a local entry: its parent is checked to stay inside the root, the
-    /// entry itself is never followed.
-    fn host(&self, m: usize, p: &str) -> Result<Option<PathBuf>> {
-        let mount = self.mount(m);
-        match mount.local_root() {
-            None => Ok(None),
-            Some(root) => {
-                mount.check_inside(path::parent(p))?;
-                Ok(Some(if p.is_empty() {
-                    root.to_path_buf()
-                } else {
-                    root.join(p)
-                }))
-            }
+    /// The side of the core that serves mount `m`: chosen once per mount (see [`Side`]).
+    fn side(&self, m: usize) -> Side<'_> {
+        let mount = &self.mounts[m];
+        match &self.sides[m] {
+            Kind::Host(root) => Side::Host(Host { fs: self, m, root }),
+            Kind::Object => Side::Object(Object { fs: self, m, mount }),
         }
+    }
+
+    /// A name about to be removed (or renamed away): the target, checked to be removable,
+    /// with its mount and path.
+    fn child_to_remove(&self, parent: u64, name: &OsStr) -> Result<(Target, usize, String)> {
+        let t = self.child_mut(parent, name)?;
+        self.check_remove(&t)?;
+        let Target::Path(m, p) = &t else {
+            unreachable!("check_remove refuses the root")
+        };
+        let (m, p) = (*m, p.clone());
+        Ok((t, m, p))
     }
 
     /// A directory's attributes with nothing known of it (the root, a bare prefix).
@@ -511,6 +391,7 @@ impl Fs {
     fn entry_meta(&self, t: &Target, e: &Entry) -> Meta {
         let mut m = object_meta(&self.opts, e);
         if e.is_dir() {
+            m.nlink = self.dir_nlink(t);
             if let Some(a) = self.dirs.get(t) {
                 m.perm = a.perm.unwrap_or(m.perm);
                 m.uid = a.uid.unwrap_or(m.uid);
@@ -523,47 +404,26 @@ impl Fs {
         m
     }
 
+    /// An object-backend directory's link count: 2 plus its subdirectories where the
+    /// backend counts them in O(1) (memory), 2 elsewhere (counting would cost a listing).
+    fn dir_nlink(&self, t: &Target) -> u32 {
+        match t {
+            Target::Path(m, p) => self.mount(*m).subdirs(p).map_or(2, |n| {
+                2u32.saturating_add(n.min(u64::from(u32::MAX)) as u32)
+            }),
+            Target::Root => 2,
+        }
+    }
+
     /// Attributes of a target; `Ok(None)` when it does not exist.
     async fn meta(&self, t: &Target) -> Result<Option<Meta>> {
-        let Target::Path(m, p) = t else {
-            return Ok(Some(self.dir_meta(None)));
-        };
-        let meta = if let Some(host) = self.host(*m, p)? {
-            local::lstat(&host).map_err(|e| Error::from_io(self.ctx(t), e))?
-        } else if p.is_empty() {
-            Some(self.dir_meta(Some(t)))
-        } else if let Some(meta) = self.staged(t) {
-            // Open and written here: the daemon knows better than the backend.
-            Some(meta)
-        } else {
-            match self.cache.get(t) {
-                Some(v) => {
-                    self.stats.add(*m, |s| &s.cache_hits, 1);
-                    v
-                }
-                None if self.listings.has(
-                    &Target::Path(*m, path::parent(p).to_string()),
-                    path::basename(p),
-                ) == Some(false) =>
-                {
-                    // a fresh listing of the parent lacks the name
-                    self.stats.add(*m, |s| &s.cache_hits, 1);
-                    None
-                }
-                None => {
-                    self.stats.add(*m, |s| &s.cache_misses, 1);
-                    let v = match self.mount(*m).stat(p).await? {
-                        Some(e) => Some(self.entry_meta(t, &e)),
-                        // made here, on a server that keeps no markers
-                        None if self.dirs.is_made(t) => Some(self.dir_meta(Some(t))),
-                        None => None,
-                    };
-                    self.cache.put(t.clone(), v.clone());
-                    v
-                }
-            }
-        };
-        Ok(meta)
+        match t {
+            Target::Root => Ok(Some(self.dir_meta(None))),
+            Target::Path(m, p) => match self.side(*m) {
+                Side::Host(h) => h.meta(p),
+                Side::Object(o) => o.meta(t, p).await,
+            },
+        }
     }
 
     /// The attributes of an object-backend file open and staged here.
@@ -648,6 +508,29 @@ impl Fs {
         Ok((self.inodes.lookup(t), m))
     }
 
+    /// Answer a LOOKUP: the entry, or (when the negative TTL is not zero) a negative entry,
+    /// inode 0, that the kernel keeps for the negative TTL, so that the next lookup or a
+    /// create of that name needs no LOOKUP. Other errors are errors.
+    pub async fn lookup_entry(&self, parent: u64, name: &OsStr) -> Result<EntryOut> {
+        match self.lookup(parent, name).await {
+            Ok((ino, m)) => Ok(EntryOut {
+                attr: self.attr(ino, &m),
+                ttl: self.ttl(),
+            }),
+            Err(e) if e.errno() == libc::ENOENT && !self.negative_ttl().is_zero() => {
+                self.stats.error(&e);
+                tracing::debug!(op = "lookup", errno = libc::ENOENT, "{e}");
+                let mut attr = self.attr(0, &self.root_meta());
+                attr.ino = INodeNo(0);
+                Ok(EntryOut {
+                    attr,
+                    ttl: self.negative_ttl(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The kernel dropped `n` lookups of `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
         self.inodes.forget(ino, n);
@@ -656,51 +539,20 @@ impl Fs {
     /// The target of a symlink: the host link's on local mounts, the object's body elsewhere.
     pub async fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
         let (m, p) = self.path_of(ino)?;
-        match self.host(m, &p)? {
-            Some(h) => std::fs::read_link(&h)
-                .map(|t| t.as_os_str().as_bytes().to_vec())
-                .map_err(|e| Error::from_io(self.mount(m).ctx(&p), e)),
-            None => {
-                let t = Target::Path(m, p.clone());
-                if self.meta_required(&t).await?.kind != FileType::Symlink {
-                    return Err(Error::new(
-                        ErrorKind::InvalidPath,
-                        self.mount(m).ctx(&p),
-                        "not a symlink",
-                    ));
-                }
-                Ok(self.mount(m).read_all(&p).await?.to_vec())
-            }
+        match self.side(m) {
+            Side::Host(h) => h.readlink(&p),
+            Side::Object(o) => o.readlink(&Target::Path(m, p.clone()), &p).await,
         }
     }
 
     /// Filesystem figures: the host disk's for local mounts, generous constants elsewhere.
     pub async fn statfs(&self, ino: u64) -> Result<Statfs> {
-        if let Some(Target::Path(m, _)) = self.inodes.target(ino) {
-            if let Some(root) = self.mount(m).local_root() {
-                let s =
-                    local::statvfs(root).map_err(|e| Error::from_io(self.mount(m).ctx(""), e))?;
-                return Ok(Statfs {
-                    blocks: s.f_blocks,
-                    bfree: s.f_bfree,
-                    bavail: s.f_bavail,
-                    files: s.f_files,
-                    ffree: s.f_ffree,
-                    bsize: s.f_bsize as u32,
-                    namelen: 255,
-                    frsize: s.f_frsize as u32,
-                });
-            }
+        match self.inodes.target(ino) {
+            Some(Target::Path(m, _)) => match self.side(m) {
+                Side::Host(h) => h.statfs(),
+                Side::Object(_) => Ok(Object::statfs()),
+            },
+            _ => Ok(Object::statfs()),
         }
-        Ok(Statfs {
-            blocks: 1 << 40,
-            bfree: 1 << 40,
-            bavail: 1 << 40,
-            files: 1 << 32,
-            ffree: 1 << 32,
-            bsize: 4096,
-            namelen: 255,
-            frsize: 4096,
-        })
     }
 }

@@ -130,7 +130,7 @@ pub struct OpenFile {
     mount: Arc<Mount>,
     /// Local mounts: the kernel's passthrough registration of the host file, shared by all
     /// handles of the inode and closed with its last one.
-    pub backing: Mutex<Option<fuser::BackingId>>,
+    backing: Mutex<Option<fuser::BackingId>>,
     native: Option<Arc<File>>,
     /// Serialises staging, writes and uploads of this one file (an async lock; unrelated
     /// files never wait on each other).
@@ -270,6 +270,28 @@ impl OpenFile {
     /// of the inode uses it would get EIO from the kernel.)
     pub fn native_file(&self) -> Option<Arc<File>> {
         self.native.clone()
+    }
+
+    /// The kernel's passthrough registration of the host file (local mounts): made by
+    /// `register` on the first call, shared by every handle of the inode, closed with the
+    /// last one. None for staged files and where the kernel refuses it (then the daemon
+    /// serves the I/O).
+    pub fn passthrough(
+        &self,
+        register: impl FnOnce(&File) -> std::io::Result<fuser::BackingId>,
+    ) -> Option<std::sync::MutexGuard<'_, Option<fuser::BackingId>>> {
+        let native = self.native.as_ref()?;
+        let mut slot = self.backing.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            match register(native) {
+                Ok(id) => *slot = Some(id),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no passthrough");
+                    return None;
+                }
+            }
+        }
+        Some(slot)
     }
 
     /// The size as this file's handles see it.

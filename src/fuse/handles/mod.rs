@@ -115,15 +115,46 @@ impl<M> Handles<M> {
         (fh, h)
     }
 
-    /// Open a handle on `ino`. `host` is the local file (local mounts), `size` and `posix`
-    /// the object's on object backends; `new_file` starts an object-backend file empty and
-    /// dirty, so that its first upload happens at close.
-    #[allow(clippy::too_many_arguments)]
-    pub fn open(
+    /// Open a handle on the host file `host` of a local mount (the inode's shared
+    /// descriptor when it is open already).
+    pub fn open_host(
         &self,
         ino: u64,
         mount: &Arc<Mount>,
-        host: Option<&Path>,
+        host: &Path,
+        writable: bool,
+        append: bool,
+    ) -> Result<(u64, Arc<FileHandle>)> {
+        let file = {
+            let mut open = lock(&self.open);
+            let file = match open.get(&ino) {
+                Some(f) => f.clone(),
+                None => {
+                    let io = |e| Error::from_io(host.display().to_string(), e);
+                    let f = open_shared(host).map_err(io)?;
+                    let meta = f.metadata().map_err(io)?;
+                    if meta.is_dir() {
+                        return Err(Error::is_a_directory(host.display().to_string()));
+                    }
+                    let f = Arc::new(OpenFile::native(mount.clone(), f, meta.len()));
+                    open.insert(ino, f.clone());
+                    f
+                }
+            };
+            file.handles.fetch_add(1, Ordering::AcqRel);
+            file
+        };
+        Ok(self.add_handle(ino, file, writable, append))
+    }
+
+    /// Open a handle on `ino` of an object mount, whose object has `size` and `posix`;
+    /// `new_file` starts the file empty and dirty, staged in that directory, so that its
+    /// first upload happens at close.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_object(
+        &self,
+        ino: u64,
+        mount: &Arc<Mount>,
         size: u64,
         posix: PosixMeta,
         writable: bool,
@@ -135,22 +166,13 @@ impl<M> Handles<M> {
             let file = match open.get(&ino) {
                 Some(f) => f.clone(),
                 None => {
-                    let f = Arc::new(match (host, new_file) {
-                        (Some(h), _) => {
-                            let io = |e| Error::from_io(h.display().to_string(), e);
-                            let f = open_shared(h).map_err(io)?;
-                            let meta = f.metadata().map_err(io)?;
-                            if meta.is_dir() {
-                                return Err(Error::is_a_directory(h.display().to_string()));
-                            }
-                            OpenFile::native(mount.clone(), f, meta.len())
-                        }
-                        (None, Some(cache_dir)) => OpenFile::new_staged(
+                    let f = Arc::new(match new_file {
+                        Some(cache_dir) => OpenFile::new_staged(
                             mount.clone(),
                             staging_file(mount, cache_dir)?,
                             posix,
                         ),
-                        (None, None) => OpenFile::detached(mount.clone(), size, posix),
+                        None => OpenFile::detached(mount.clone(), size, posix),
                     });
                     open.insert(ino, f.clone());
                     f
@@ -162,8 +184,7 @@ impl<M> Handles<M> {
         let (fh, h) = self.add_handle(ino, file, writable, append);
         // A file created by this handle is its to upload, even with no write and no flush
         // (O_CREAT|O_RDONLY gets no FLUSH from the kernel).
-        h.pending
-            .store(new_file.is_some(), std::sync::atomic::Ordering::Release);
+        h.pending.store(new_file.is_some(), Ordering::Release);
         Ok((fh, h))
     }
 
