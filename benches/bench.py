@@ -270,6 +270,7 @@ def main():
                     # rclone's default --dir-cache-time is 5 minutes: the same trust, like for like
                     f'[[mount]]\nname = "s3c"\nprotocol = "s3"\nbucket = "genroc"\nendpoint_url = "{endpoint}"\n'
                     'access_key = "bench"\nsecret_key = "bench-secret"\ncache_ttl = 300\n')
+        os.chmod(cfg, 0o600)  # it holds a secret: the daemon refuses it open to others
         g = os.path.join(w, "g")
         os.makedirs(g)
         daemon = subprocess.Popen([BIN, "mount", g, "--config", cfg], stderr=open(os.path.join(w, "daemon.log"), "w"))
@@ -351,6 +352,7 @@ def main():
                 rcfg = os.path.join(w, f"rss-{name}.toml")
                 with open(rcfg, "w") as f:
                     f.write(table)
+                os.chmod(rcfg, 0o600)
                 rm = os.path.join(w, f"rss-{name}")
                 os.makedirs(rm)
                 d = subprocess.Popen([BIN, "mount", rm, "--config", rcfg], stderr=subprocess.DEVNULL)

@@ -3,8 +3,10 @@
 in one directory, on an empty mount and with OTHER files elsewhere in it.
 
 Usage: python3 benches/scale.py DIR [--sizes 1000,10000] [--other 30000] [--spread 50x1000]
+                                 [--pid DAEMON_PID]
 DIR is a directory on the mount under test (a mount of a running daemon, or a native
-directory to compare with). Prints one line per phase: files/s, and the ratio to the same
+directory to compare with). With --pid, the daemon's resident memory is printed after each
+step. Prints one line per phase: files/s, and the ratio to the same
 phase on the empty mount. Alternate targets (A B A B) when comparing: this machine is noisy.
 """
 import argparse
@@ -27,6 +29,18 @@ def fill(d, n):
             pass
 
 
+PID = None
+
+
+def rss(when):
+    """Print the daemon's resident set size (VmRSS) and its peak (VmHWM)."""
+    if PID is None:
+        return
+    with open(f"/proc/{PID}/status") as f:
+        kv = dict(line.split(":", 1) for line in f if ":" in line)
+    print(f"rss {when}: {int(kv['VmRSS'].split()[0]) // 1024} MiB (peak {int(kv['VmHWM'].split()[0]) // 1024} MiB)", flush=True)
+
+
 def phases(base, n):
     d = os.path.join(base, f"dir{n}")
     out = {}
@@ -36,6 +50,8 @@ def phases(base, n):
     half = n // 2
     out["unlink"] = rate(half, lambda: [os.unlink(os.path.join(d, f"f{i}")) for i in range(half)])
     out["rm -rf"] = rate(n - half, lambda: subprocess.run(["rm", "-rf", d], check=True))
+    print(f"{n} files: " + ", ".join(f"{k} {v:.0f}/s" for k, v in out.items()), flush=True)
+    rss(f"after {n} files")
     return out
 
 
@@ -45,7 +61,11 @@ def main():
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--other", type=int, default=30000)
     ap.add_argument("--spread", default="50x1000", help="DIRSxFILES removed with one rm -rf")
+    ap.add_argument("--pid", type=int, help="the daemon's pid, to report its memory")
     a = ap.parse_args()
+    global PID
+    PID = a.pid
+    rss("at start")
     sizes = [int(s) for s in a.sizes.split(",")]
     base = os.path.join(a.dir, "scale")
     shutil.rmtree(base, ignore_errors=True)
@@ -55,7 +75,8 @@ def main():
     t = time.perf_counter()
     for k in range(max(1, a.other // 1000)):
         fill(os.path.join(other, f"o{k}"), min(1000, a.other))
-    print(f"filled {a.other} other files in {time.perf_counter() - t:.1f} s")
+    print(f"filled {a.other} other files in {time.perf_counter() - t:.1f} s", flush=True)
+    rss(f"with {a.other} others")
     full = {n: phases(base, n) for n in sizes}
     for n in sizes:
         for ph, r in empty[n].items():
@@ -70,6 +91,7 @@ def main():
     r = rate(dirs * files, lambda: subprocess.run(["rm", "-rf", spread], check=True))
     print(f"{dirs}x{files} files: created {c:.0f}/s, removed {r:.0f}/s, ratio {r / c:.2f}")
     shutil.rmtree(base, ignore_errors=True)
+    rss("at the end")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use toml::{Spanned, Table, Value};
 
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// What a mount lets its users do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,9 +72,12 @@ pub enum Backend {
         /// Endpoint of an S3-compatible server (path-style addressing).
         endpoint_url: Option<String>,
         /// Access key; otherwise the usual AWS environment variables.
-        access_key: Option<String>,
-        /// Secret key; otherwise the usual AWS environment variables.
-        secret_key: Option<String>,
+        access_key: Option<Secret>,
+        /// Secret key (`secret_key`, or read from `secret_key_file`); otherwise the usual
+        /// AWS environment variables.
+        secret_key: Option<Secret>,
+        /// Session token of temporary keys (`session_token`, or `session_token_file`).
+        session_token: Option<Secret>,
         /// Deadline of one request attempt (default 30 s); a dead or hung server fails an
         /// operation after at most `(retries + 1) × timeout` plus the backoff (≤ 2 s each).
         timeout: Duration,
@@ -143,6 +147,7 @@ impl MountConfig {
                 endpoint_url: None,
                 access_key: None,
                 secret_key: None,
+                session_token: None,
                 timeout: DEFAULT_S3_TIMEOUT,
                 retries: DEFAULT_S3_RETRIES,
                 cache_ttl: None,
@@ -192,14 +197,21 @@ impl MountConfig {
     /// S3: access key.
     pub fn access_key(mut self, v: impl Into<String>) -> Self {
         if let Backend::S3 { access_key, .. } = &mut self.backend {
-            *access_key = Some(v.into());
+            *access_key = Some(Secret::new(v));
         }
         self
     }
     /// S3: secret key.
     pub fn secret_key(mut self, v: impl Into<String>) -> Self {
         if let Backend::S3 { secret_key, .. } = &mut self.backend {
-            *secret_key = Some(v.into());
+            *secret_key = Some(Secret::new(v));
+        }
+        self
+    }
+    /// S3: session token of temporary keys.
+    pub fn session_token(mut self, v: impl Into<String>) -> Self {
+        if let Backend::S3 { session_token, .. } = &mut self.backend {
+            *session_token = Some(Secret::new(v));
         }
         self
     }
@@ -382,14 +394,24 @@ const S3_KEYS: &[&str] = &[
     "endpoint_url",
     "access_key",
     "secret_key",
+    "secret_key_file",
+    "session_token",
+    "session_token_file",
     "timeout",
     "retries",
     "cache_ttl",
 ];
 
 impl Config {
-    /// Read and validate a config file.
+    /// Read and validate a config file. A file that holds a secret (`secret_key`,
+    /// `session_token`) must be closed to group and others, as must a `*_file` it names.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config> {
+        Self::load(path, false)
+    }
+
+    /// [`Config::from_file`]; with `allow_insecure`, a secret in a file that group or others
+    /// may read is accepted with a warning (`--allow-insecure-config`).
+    pub fn load(path: impl AsRef<Path>, allow_insecure: bool) -> Result<Config> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config(path.display().to_string(), format!("cannot read: {e}")))?;
@@ -403,11 +425,21 @@ impl Config {
                 }
             })
             .unwrap_or(Path::new("."));
-        Self::parse(&text, &path.display().to_string(), base)
+        let origin = path.display().to_string();
+        let config = Self::parse_with(&text, &origin, base, allow_insecure)?;
+        if let Some(key) = inline_secret(&text) {
+            guard_secret_file(path, &format!("{origin}: {key}"), allow_insecure)?;
+        }
+        Ok(config)
     }
 
-    /// Parse and validate config text; `origin` names it in errors, `base` resolves relative roots.
+    /// Parse and validate config text; `origin` names it in errors, `base` resolves relative
+    /// roots and secret files (which must be closed to group and others).
     pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config> {
+        Self::parse_with(text, origin, base, false)
+    }
+
+    fn parse_with(text: &str, origin: &str, base: &Path, allow_insecure: bool) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
             let msg = e.message().trim().replace('\n', "; ");
@@ -417,7 +449,11 @@ impl Config {
         for (i, table) in raw.mount.iter().enumerate() {
             let span = table.span();
             let line = line_of(text, span.start);
-            let m = parse_mount(table.get_ref(), i, text, span.clone(), origin, line)?;
+            let files = SecretFiles {
+                base,
+                allow_insecure,
+            };
+            let m = parse_mount(table.get_ref(), i, text, span.clone(), origin, line, &files)?;
             if let Some(first) = mounts.iter().position(|o| o.name == m.name) {
                 let l = key_line(text, span.clone(), "name").unwrap_or(line);
                 return Err(Error::config(
@@ -450,6 +486,73 @@ impl Config {
         };
         Ok(Config { mounts, fuse })
     }
+}
+
+/// Where secret files named in a config are found, and whether loose modes are let through.
+struct SecretFiles<'a> {
+    base: &'a Path,
+    allow_insecure: bool,
+}
+
+impl SecretFiles<'_> {
+    /// The secret in `file` (relative to the config's directory): its text without the
+    /// trailing newline; the file must be closed to group and others.
+    fn read(&self, file: &str, who: &str) -> Result<Secret> {
+        let path = self.base.join(file);
+        guard_secret_file(&path, who, self.allow_insecure)?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::config(who, format!("cannot read {}: {e}", path.display())))?;
+        let secret = text.trim_end_matches(['\n', '\r']);
+        if secret.is_empty() {
+            return Err(Error::config(who, format!("{} is empty", path.display())));
+        }
+        Ok(Secret::new(secret))
+    }
+}
+
+/// The first key of the config text that holds a secret inline (`mount "s3": key
+/// "secret_key"`), if any.
+fn inline_secret(text: &str) -> Option<String> {
+    let raw: Table = toml::from_str(text).ok()?;
+    let mounts = raw.get("mount")?.as_array()?;
+    mounts.iter().filter_map(Value::as_table).find_map(|m| {
+        let name = m.get("name").and_then(Value::as_str).unwrap_or("?");
+        ["secret_key", "session_token"]
+            .into_iter()
+            .find(|k| m.contains_key(*k))
+            .map(|k| format!("mount \"{name}\": key \"{k}\""))
+    })
+}
+
+/// Refuse a file holding a secret (named by `who`) that group or others may read or write,
+/// with the fix; with `allow_insecure`, warn instead (as s3fs refuses such a passwd file).
+fn guard_secret_file(path: &Path, who: &str, allow_insecure: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(path)
+        .map_err(|e| Error::config(who, format!("cannot read {}: {e}", path.display())))?;
+    if !md.is_file() {
+        return Err(Error::config(
+            who,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    let mode = md.mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let msg = format!(
+        "{} holds a secret and group or others may access it (mode {mode:04o}): run chmod 600 {}",
+        path.display(),
+        path.display()
+    );
+    if allow_insecure {
+        tracing::warn!("{who}: {msg} (accepted: --allow-insecure-config)");
+        return Ok(());
+    }
+    Err(Error::config(
+        who,
+        format!("{msg}, or keep the secret in the environment or a *_file key (--allow-insecure-config overrides)"),
+    ))
 }
 
 fn at(origin: &str, line: Option<usize>) -> String {
@@ -487,6 +590,7 @@ fn parse_mount(
     span: std::ops::Range<usize>,
     origin: &str,
     line: usize,
+    files: &SecretFiles<'_>,
 ) -> Result<MountConfig> {
     let kl = |key: &str| {
         at(
@@ -543,6 +647,19 @@ fn parse_mount(
                 who(key),
                 format!("expected a string, found {}", v.type_str()),
             )),
+        }
+    };
+    // A secret, written inline as `key` or read from the file `key_file` (not both).
+    let secret = |key: &str| -> Result<Option<Secret>> {
+        let file_key = format!("{key}_file");
+        match (string(key)?, string(&file_key)?) {
+            (Some(_), Some(_)) => Err(Error::config(
+                who(&file_key),
+                format!("set either {key} or {file_key}, not both"),
+            )),
+            (Some(v), None) => Ok(Some(Secret::from(v))),
+            (None, Some(f)) => files.read(&f, &who(&file_key)).map(Some),
+            (None, None) => Ok(None),
         }
     };
     validate_name(&name).map_err(|m| Error::config(who("name"), m))?;
@@ -616,8 +733,9 @@ fn parse_mount(
             prefix: string("prefix")?,
             region: string("region")?.unwrap_or_else(|| "us-east-1".into()),
             endpoint_url: string("endpoint_url")?,
-            access_key: string("access_key")?,
-            secret_key: string("secret_key")?,
+            access_key: string("access_key")?.map(Secret::from),
+            secret_key: secret("secret_key")?,
+            session_token: secret("session_token")?,
             timeout: seconds("timeout", "above 0 and at most 3600", |s| {
                 s > 0.0 && s <= 3600.0
             })?
@@ -637,6 +755,32 @@ fn parse_mount(
             })?,
         },
     };
+    if let Backend::S3 {
+        access_key,
+        secret_key,
+        session_token,
+        ..
+    } = &backend
+    {
+        if access_key.is_some() != secret_key.is_some() {
+            let missing = if access_key.is_some() {
+                "secret_key"
+            } else {
+                "access_key"
+            };
+            return Err(Error::config(
+                who(missing),
+                "missing: access_key and secret_key (or secret_key_file) are set together, \
+                 or both left to the environment",
+            ));
+        }
+        if session_token.is_some() && access_key.is_none() {
+            return Err(Error::config(
+                who("session_token"),
+                "needs access_key and secret_key beside it",
+            ));
+        }
+    }
     Ok(MountConfig {
         name,
         permissions,
@@ -781,5 +925,76 @@ attr_ttl = 2.0
             e.contains("mount \"a\": key \"root_path\"") && e.contains("not a directory"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_come_in_pairs() {
+        let m = MountConfig::s3("b", "x")
+            .access_key("AKIDEXAMPLE")
+            .secret_key("VERYSECRET")
+            .session_token("TOKENVALUE");
+        let shown = format!("{m:?} {m:#?}");
+        for s in ["AKIDEXAMPLE", "VERYSECRET", "TOKENVALUE"] {
+            assert!(!shown.contains(s), "{shown}");
+        }
+        let s3 = "[[mount]]\nname = \"b\"\nprotocol = \"s3\"\nbucket = \"x\"\n";
+        let e = parse(&format!("{s3}access_key = \"a\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key \"secret_key\"") && e.contains("set together"),
+            "{e}"
+        );
+        let e = parse(&format!("{s3}session_token = \"t\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key \"session_token\""), "{e}");
+        let e = parse(&format!(
+            "{s3}access_key = \"a\"\nsecret_key = \"s\"\nsecret_key_file = \"f\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("set either secret_key or secret_key_file"),
+            "{e}"
+        );
+        assert!(!e.contains("= \"s\""), "{e}");
+        let e = parse(&format!(
+            "{s3}access_key = \"a\"\nsecret_key_file = \"nope.secret\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key \"secret_key_file\"") && e.contains("nope.secret"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_secret_file_is_read_without_its_newline_and_guarded() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s3.secret");
+        std::fs::write(&f, "S3CRET\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = "[[mount]]\nname = \"b\"\nprotocol = \"s3\"\nbucket = \"x\"\n\
+                    access_key = \"a\"\nsecret_key_file = \"s3.secret\"\n";
+        let c = Config::parse(text, "m.toml", dir.path()).unwrap();
+        let Backend::S3 { secret_key, .. } = &c.mounts[0].backend else {
+            panic!()
+        };
+        assert_eq!(secret_key.as_ref().map(Secret::expose), Some("S3CRET"));
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o604)).unwrap();
+        let e = Config::parse(text, "m.toml", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mode 0604") && e.contains("chmod 600"), "{e}");
+        assert!(Config::parse_with(text, "m.toml", dir.path(), true).is_ok());
+        std::fs::write(&f, "\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = Config::parse(text, "m.toml", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is empty"), "{e}");
     }
 }

@@ -68,6 +68,7 @@ pub mod config;
 pub mod error;
 pub mod fuse;
 pub mod logging;
+pub mod secret;
 pub mod storage;
 
 pub use config::{Backend, Config, FuseConfig, MountConfig, Permissions};

@@ -50,6 +50,12 @@ fn setup() -> tempfile::TempDir {
         ),
     )
     .unwrap();
+    // it holds a secret: closed to group and others, or it is refused
+    fs::set_permissions(
+        dir.path().join("mounts.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     dir
 }
 

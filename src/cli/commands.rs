@@ -20,9 +20,13 @@ const HOST: &str = "_host_";
 
 /// Run a parsed command line; returns the exit status.
 pub fn run(cli: Cli) -> u8 {
+    let source = Source {
+        path: cli.config,
+        allow_insecure: cli.allow_insecure_config,
+    };
     match cli.command {
-        Command::Mount(args) => mount(cli.config, args),
-        Command::Config(ConfigCommand::Check) => config_check(cli.config),
+        Command::Mount(args) => mount(source, args),
+        Command::Config(ConfigCommand::Check) => config_check(source),
         cmd => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -32,7 +36,7 @@ pub fn run(cli: Cli) -> u8 {
                 Ok(rt) => rt,
                 Err(e) => return fail("runtime", &Error::from_io("tokio runtime", e)),
             };
-            rt.block_on(files(cli.config, cmd))
+            rt.block_on(files(source, cmd))
         }
     }
 }
@@ -42,21 +46,28 @@ fn fail(cmd: &str, e: &dyn std::fmt::Display) -> u8 {
     EXIT_FAILED
 }
 
+/// Where the config comes from: `--config`, and whether `--allow-insecure-config` was given.
+#[derive(Clone)]
+struct Source {
+    path: Option<PathBuf>,
+    allow_insecure: bool,
+}
+
 /// The config: the file named, or `./mounts.toml`; an absent default is an empty config
 /// when `optional` (commands on plain local paths need none).
-fn load(config: Option<PathBuf>, optional: bool) -> std::result::Result<Config, u8> {
-    let named = config.is_some();
-    let path = config.unwrap_or_else(|| PathBuf::from("mounts.toml"));
+fn load(config: Source, optional: bool) -> std::result::Result<Config, u8> {
+    let named = config.path.is_some();
+    let path = config.path.unwrap_or_else(|| PathBuf::from("mounts.toml"));
     if optional && !named && !path.exists() {
         return Ok(Config::default());
     }
-    Config::from_file(&path).map_err(|e| {
+    Config::load(&path, config.allow_insecure).map_err(|e| {
         eprintln!("genro-storage: {e}");
         EXIT_USAGE
     })
 }
 
-fn mount(config: Option<PathBuf>, args: MountArgs) -> u8 {
+fn mount(config: Source, args: MountArgs) -> u8 {
     let cfg = match load(config, false) {
         Ok(c) => c,
         Err(code) => return code,
@@ -76,8 +87,9 @@ fn mount(config: Option<PathBuf>, args: MountArgs) -> u8 {
 }
 
 /// `config check`: validate, then one block per mount with what its backend supports.
-fn config_check(config: Option<PathBuf>) -> u8 {
+fn config_check(config: Source) -> u8 {
     let path = config
+        .path
         .clone()
         .unwrap_or_else(|| PathBuf::from("mounts.toml"));
     let cfg = match load(config, false) {
@@ -301,7 +313,7 @@ fn shown(n: &AsyncNode) -> String {
     }
 }
 
-async fn files(config: Option<PathBuf>, cmd: Command) -> u8 {
+async fn files(config: Source, cmd: Command) -> u8 {
     let cfg = match load(config, true) {
         Ok(c) => c,
         Err(code) => return code,

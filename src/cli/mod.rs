@@ -45,6 +45,10 @@ pub struct Cli {
     /// Append logs to this file instead of stderr.
     #[arg(long, global = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Accept a config (or a secret file it names) that holds a secret although group or
+    /// others may read it (refused otherwise, with the chmod that fixes it).
+    #[arg(long, global = true)]
+    pub allow_insecure_config: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -13,10 +13,11 @@ use opendal::{services, Capability, EntryMode, Metadata, Operator};
 
 use crate::config::{Backend, MountConfig, Permissions, DEFAULT_S3_RETRIES, DEFAULT_S3_TIMEOUT};
 use crate::error::{Error, ErrorKind, Result};
+use crate::secret::KeysProvider;
 use crate::storage::memory::{MemStore, MemoryBuilder};
 use crate::storage::path;
 use crate::storage::posix::PosixMeta;
-use crate::storage::s3raw::{S3Raw, S3Target, MAX_COPY};
+use crate::storage::s3raw::{self, S3Raw, S3Target, MAX_COPY};
 
 /// Size of the chunks used to stream and to upload (S3 multipart part size).
 pub const CHUNK: usize = 8 << 20;
@@ -144,33 +145,39 @@ impl Mount {
                 endpoint_url,
                 access_key,
                 secret_key,
+                session_token,
                 ..
             } => {
+                let keys = match (access_key, secret_key) {
+                    (Some(a), Some(s)) => Some(KeysProvider::new(
+                        a.clone(),
+                        s.clone(),
+                        session_token.clone(),
+                    )),
+                    _ => None,
+                };
                 raw = Some(S3Raw::new(&S3Target {
                     bucket,
                     prefix: prefix.as_deref(),
                     region,
                     endpoint: endpoint_url.as_deref(),
-                    keys: access_key.as_deref().zip(secret_key.as_deref()),
+                    keys: keys.as_ref(),
                     timeout,
                     retries,
                 })?);
                 opendal::install_default();
+                // (the keys go in a chain of our own: opendal would put them in reqsign's
+                // StaticCredentialProvider, whose Debug, logged by reqsign, shows them)
                 let mut b = services::S3::default()
                     .bucket(bucket)
                     .region(region)
-                    .disable_ec2_metadata();
+                    .disable_ec2_metadata()
+                    .credential_provider_chain(s3raw::credentials(keys.as_ref()));
                 if let Some(p) = prefix {
                     b = b.root(&format!("/{}", p.trim_matches('/')));
                 }
                 if let Some(e) = endpoint_url {
                     b = b.endpoint(e);
-                }
-                if let Some(k) = access_key {
-                    b = b.access_key_id(k);
-                }
-                if let Some(s) = secret_key {
-                    b = b.secret_access_key(s);
                 }
                 Operator::new(b)
             }

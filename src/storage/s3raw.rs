@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqsign_aws_v4::{
-    Credential, DefaultCredentialProvider, RequestSigner, StaticCredentialProvider,
-};
+use reqsign_aws_v4::{Credential, DefaultCredentialProvider, RequestSigner};
 use reqsign_core::{Context, OsEnv, ProvideCredentialChain, Signer};
+
+use crate::secret::KeysProvider;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -64,12 +64,24 @@ pub struct S3Target<'a> {
     pub region: &'a str,
     /// Endpoint URL, when not AWS.
     pub endpoint: Option<&'a str>,
-    /// Access key (with the secret key), else the environment and profile.
-    pub keys: Option<(&'a str, &'a str)>,
+    /// The configured keys, else the environment and profile.
+    pub keys: Option<&'a KeysProvider>,
     /// Per-attempt timeout.
     pub timeout: Duration,
     /// Retries of a failed attempt.
     pub retries: usize,
+}
+
+/// The credential chain of an S3 mount, for opendal and for our own requests alike: the
+/// configured keys first (in a provider that never prints them), then the environment and the
+/// profile files; never the instance metadata service.
+pub fn credentials(keys: Option<&KeysProvider>) -> ProvideCredentialChain<Credential> {
+    let mut chain =
+        ProvideCredentialChain::new().push(DefaultCredentialProvider::builder().no_imds().build());
+    if let Some(k) = keys {
+        chain = chain.push_front(k.clone());
+    }
+    chain
 }
 
 impl S3Raw {
@@ -82,14 +94,7 @@ impl S3Raw {
         let ctx = Context::new()
             .with_file_read(reqsign_file_read_tokio::TokioFileRead)
             .with_env(OsEnv);
-        // As opendal builds its own: configured keys first, then the environment and profile;
-        // never the instance metadata service.
-        let mut chain = ProvideCredentialChain::new()
-            .push(DefaultCredentialProvider::builder().no_imds().build());
-        if let Some((ak, sk)) = t.keys {
-            chain = chain.push_front(StaticCredentialProvider::new(ak, sk));
-        }
-        let signer = Signer::new(ctx, chain, RequestSigner::new("s3", t.region));
+        let signer = Signer::new(ctx, credentials(t.keys), RequestSigner::new("s3", t.region));
         let root = t
             .prefix
             .map(|p| p.trim_matches('/'))

@@ -227,14 +227,14 @@ fn toml_mount(c: &MountConfig) -> String {
             if let Some(t) = cache_ttl {
                 s += &format!("cache_ttl = {}\n", t.as_secs_f64());
             }
-            for (k, v) in [
-                ("prefix", prefix),
-                ("endpoint_url", endpoint_url),
-                ("access_key", access_key),
-                ("secret_key", secret_key),
-            ] {
+            for (k, v) in [("prefix", prefix), ("endpoint_url", endpoint_url)] {
                 if let Some(v) = v {
                     s += &format!("{k} = \"{v}\"\n");
+                }
+            }
+            for (k, v) in [("access_key", access_key), ("secret_key", secret_key)] {
+                if let Some(v) = v {
+                    s += &format!("{k} = \"{}\"\n", v.expose());
                 }
             }
         }
@@ -264,6 +264,9 @@ impl Daemon {
         let cfg = dir.path().join("mounts.toml");
         let text = toml_mount(&config) + &toml_mount(&MountConfig::memory("other"));
         std::fs::write(&cfg, text).unwrap();
+        // (it may hold a secret: closed to group and others, or the daemon refuses it)
+        std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let log = dir.path().join("daemon.log");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_genro-storage"))
             .arg("mount")

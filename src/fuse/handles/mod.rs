@@ -258,19 +258,29 @@ impl<M> Handles<M> {
     }
 }
 
-/// Where staged data goes: a private directory, removed when dropped.
+/// Where staged data goes: a private directory (0700, removed when dropped), or the
+/// `cache_dir` configured. Staged files in it are unlinked from birth, so a daemon that is
+/// killed leaves none behind; a private directory holds an `owner` marker (pid and start
+/// time), by which a later daemon removes the directories of daemons that no longer run.
 #[derive(Debug)]
 pub struct CacheDir {
     path: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// The name every private staging directory starts with.
+const PREFIX: &str = "genro-storage-cache-";
+
 impl CacheDir {
-    /// Use `dir` (created if missing), or a private temp dir.
+    /// Use `dir` (created 0700 if missing), or a private temp dir.
     pub fn new(dir: Option<&Path>) -> Result<CacheDir> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         match dir {
             Some(d) => {
-                std::fs::create_dir_all(d)
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(d)
                     .map_err(|e| Error::from_io(format!("cache dir {}", d.display()), e))?;
                 Ok(CacheDir {
                     path: d.to_path_buf(),
@@ -278,10 +288,17 @@ impl CacheDir {
                 })
             }
             None => {
+                let tmp = std::env::temp_dir();
+                remove_orphans(&tmp);
                 let t = tempfile::Builder::new()
-                    .prefix("genro-storage-cache-")
+                    .prefix(PREFIX)
+                    .permissions(std::fs::Permissions::from_mode(0o700))
                     .tempdir()
                     .map_err(|e| Error::from_io("cache dir", e))?;
+                let me = std::process::id();
+                let marker = format!("{me} {}\n", start_time(me).unwrap_or_default());
+                std::fs::write(t.path().join("owner"), marker)
+                    .map_err(|e| Error::from_io(format!("cache dir {}", t.path().display()), e))?;
                 Ok(CacheDir {
                     path: t.path().to_path_buf(),
                     _tmp: Some(t),
@@ -292,5 +309,104 @@ impl CacheDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// A process's start time (clock ticks since boot, field 22 of `/proc/PID/stat`): with the
+/// pid, it names one process even after the pid is reused.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) is in parentheses and may hold spaces
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Remove the private staging directories in `tmp` that this user's daemons left when they
+/// were killed: those whose `owner` marker names a process that no longer runs. A directory
+/// without a marker, of another user, or of a running daemon is left alone.
+pub fn remove_orphans(tmp: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    if start_time(std::process::id()).is_none() {
+        return 0; // no /proc: a marker cannot be checked
+    }
+    let Ok(rd) = std::fs::read_dir(tmp) else {
+        return 0;
+    };
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(PREFIX) {
+            continue;
+        }
+        let dir = e.path();
+        match std::fs::symlink_metadata(&dir) {
+            Ok(md) if md.is_dir() && md.uid() == uid => {}
+            _ => continue,
+        }
+        let Ok(marker) = std::fs::read_to_string(dir.join("owner")) else {
+            continue;
+        };
+        let mut it = marker.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(pid)), Some(Ok(started))) = (it.next(), it.next()) else {
+            continue;
+        };
+        let Ok(pid) = u32::try_from(pid) else {
+            continue;
+        };
+        if start_time(pid) == Some(started) {
+            continue; // still running
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                removed += 1;
+                tracing::info!(dir = %dir.display(), pid, "removed the staging directory of a daemon that no longer runs");
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove an orphaned staging directory")
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn removes_only_the_staging_directories_of_daemons_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mk = |name: &str, marker: Option<String>| {
+            let d = tmp.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            if let Some(m) = marker {
+                std::fs::write(d.join("owner"), m).unwrap();
+            }
+            d
+        };
+        let me = std::process::id();
+        let alive = mk(
+            &format!("{PREFIX}alive"),
+            Some(format!("{me} {}", start_time(me).unwrap())),
+        );
+        // a pid that runs, but a start time that is not its own: the pid was reused
+        let reused = mk(&format!("{PREFIX}reused"), Some(format!("{me} 1")));
+        let gone = mk(&format!("{PREFIX}gone"), Some("4194304 5".into()));
+        let unmarked = mk(&format!("{PREFIX}unmarked"), None);
+        let other = mk("something-else", Some("4194304 5".into()));
+        assert_eq!(remove_orphans(tmp.path()), 2);
+        assert!(alive.exists() && unmarked.exists() && other.exists());
+        assert!(!reused.exists() && !gone.exists());
+    }
+
+    #[test]
+    fn a_private_staging_directory_is_0700_and_marked() {
+        let c = CacheDir::new(None).unwrap();
+        let mode = std::fs::metadata(c.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let marker = std::fs::read_to_string(c.path().join("owner")).unwrap();
+        assert!(marker.starts_with(&format!("{} ", std::process::id())));
     }
 }
