@@ -225,3 +225,34 @@ fn a_config_without_secrets_may_stay_world_readable() {
     assert!(ok, "{out}");
     assert!(!out.contains(FROM_FILE), "{out}");
 }
+
+#[test]
+fn keys_from_the_environment_work_and_stay_out_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mounts.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[[mount]]\nname = \"e\"\nprotocol = \"s3\"\nbucket = \"{}\"\nendpoint_url = \"{}\"\n",
+            common::BUCKET,
+            common::s3_endpoint()
+        ),
+    )
+    .unwrap();
+    chmod(&cfg, 0o644); // no secret inside: it may stay world-readable
+    let out = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "ls", "e:"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "trace")
+        .env("AWS_ACCESS_KEY_ID", common::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", common::SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    for form in [common::SECRET_KEY.to_string(), base64(common::SECRET_KEY)] {
+        assert!(!text.contains(&form), "the log shows {form:?}");
+    }
+}

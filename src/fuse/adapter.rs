@@ -531,7 +531,8 @@ impl Filesystem for Adapter {
 struct Plain<'a>(&'a mut ReplyDirectory);
 
 impl DirReplier for Plain<'_> {
-    fn add(&mut self, attr: &FileAttr, next: u64, name: &str, _ttl: Duration) -> bool {
+    fn add(&mut self, _ino: u64, attr: &FileAttr, next: u64, name: &str, _ttl: Duration) -> bool {
+        // (d_ino is the st_ino a stat shows)
         self.0.add(attr.ino, next, attr.kind, name)
     }
 }
@@ -540,8 +541,9 @@ impl DirReplier for Plain<'_> {
 struct Plus<'a>(&'a mut ReplyDirectoryPlus);
 
 impl DirReplier for Plus<'_> {
-    fn add(&mut self, attr: &FileAttr, next: u64, name: &str, ttl: Duration) -> bool {
-        self.0.add(attr.ino, next, name, &ttl, attr, Generation(0))
+    fn add(&mut self, ino: u64, attr: &FileAttr, next: u64, name: &str, ttl: Duration) -> bool {
+        self.0
+            .add(INodeNo(ino), next, name, &ttl, attr, Generation(0))
     }
 }
 

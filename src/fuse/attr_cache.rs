@@ -50,6 +50,16 @@ impl<V: Clone> AttrCache<V> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Entries held (expired ones included, until they are met or evicted).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Is nothing held?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// `Some(Some(v))` cached attributes, `Some(None)` a cached absence, `None` unknown.
     pub fn get(&self, t: &Target) -> Option<Option<V>> {
         let mut m = self.lock();
@@ -141,6 +151,12 @@ impl Listings {
             map: Mutex::new(ListingMap::default()),
             epoch: AtomicU64::new(0),
         }
+    }
+
+    /// Listings held, and the names in them.
+    pub fn sizes(&self) -> (usize, usize) {
+        let m = self.lock();
+        (m.dirs.len(), m.names)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ListingMap> {

@@ -71,6 +71,16 @@ pub struct DirAttrs {
 }
 
 impl DirAttrs {
+    /// Directories held.
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// Is nothing held?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.t.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -65,7 +65,17 @@ pub fn meta(m: &std::fs::Metadata) -> Meta {
         gid: m.gid(),
         nlink: m.nlink() as u32,
         rdev: m.rdev() as u32,
+        blksize: m.blksize() as u32,
+        host: Some((m.dev(), m.ino(), birth(m))),
     }
+}
+
+/// A host file's birth time in nanoseconds (statx; 0 where the host filesystem has none).
+fn birth(m: &std::fs::Metadata) -> u64 {
+    m.created()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// mknod(2) of a FIFO, socket or device node (a regular file too).

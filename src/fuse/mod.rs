@@ -310,6 +310,7 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
                     for line in fs.stats_report().await {
                         tracing::info!(target: "genro_storage::stats", "{line}");
                     }
+                    tracing::info!(target: "genro_storage::stats", "{}", fs.tables());
                 }
                 _ = tick.tick() => if bg.guard.is_finished() { return Ok(None) },
             }

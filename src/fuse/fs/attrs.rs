@@ -62,6 +62,8 @@ impl Fs {
             gid: self.opts.gid,
             nlink: 0,
             rdev: 0,
+            blksize: OBJECT_BLKSIZE,
+            host: None,
         })
     }
 

@@ -87,7 +87,7 @@ impl Fs {
         let ttl = self.ttl();
         for (e, next) in self.readdir(fh, offset)? {
             let eino = self.entry_ino(ino, &e, plus);
-            if reply.add(&self.attr(eino, &e.meta), next, &e.name, ttl) {
+            if reply.add(eino, &self.attr(eino, &e.meta), next, &e.name, ttl) {
                 if plus && e.target.is_some() {
                     // not sent: the kernel will not count this lookup
                     self.forget(eino, 1);
@@ -104,8 +104,8 @@ impl Fs {
         match &e.target {
             None if e.name == "." => dir_ino,
             None => ROOT,
-            Some(t) if count => self.inodes.lookup(t.clone()),
-            Some(t) => self.inodes.peek(t).unwrap_or(u64::MAX >> 1),
+            Some(t) if count => self.intern(t.clone(), &e.meta),
+            Some(t) => self.inodes.number(t, self.host_key(t, &e.meta)),
         }
     }
 
@@ -117,7 +117,9 @@ impl Fs {
 
 /// Where a readdir's entries go (the kernel's reply buffer, in the adapter).
 pub trait DirReplier {
-    /// Add one entry (`attr.ino` is its inode, `next` the offset after it, `ttl` how long
-    /// its attributes may be kept); true when the reply is full and the entry was not taken.
-    fn add(&mut self, attr: &FileAttr, next: u64, name: &str, ttl: Duration) -> bool;
+    /// Add one entry: `ino` is the inode the kernel will know it by, `attr` its attributes
+    /// (`attr.ino` is its st_ino, the host's on local mounts), `next` the offset after it and
+    /// `ttl` how long its attributes may be kept. True when the reply is full and the entry
+    /// was not taken.
+    fn add(&mut self, ino: u64, attr: &FileAttr, next: u64, name: &str, ttl: Duration) -> bool;
 }

@@ -120,7 +120,7 @@ impl Host<'_> {
         make(&host).map_err(self.io(p))?;
         self.give(p, &host, caller)?;
         let meta = self.meta_required(p)?;
-        Ok((self.fs.inodes.lookup(self.target(p)), meta))
+        Ok((self.fs.intern(self.target(p), &meta), meta))
     }
 
     /// mkdir(2) of the host directory: the host checks the parent and the name.
@@ -172,7 +172,7 @@ impl Host<'_> {
                 .map_err(&err)?;
         }
         let meta = local::meta(&file.metadata().map_err(&err)?);
-        let ino = self.fs.inodes.lookup(self.target(p));
+        let ino = self.fs.intern(self.target(p), &meta);
         let (fh, h) = self.fs.handles.open_file_with(
             ino,
             self.mount(),
@@ -290,7 +290,7 @@ impl Host<'_> {
     pub(super) fn link(&self, from: &str, to: &str) -> Result<(u64, Meta)> {
         std::fs::hard_link(self.path(from)?, self.path(to)?).map_err(self.io(to))?;
         let meta = self.meta_required(to)?;
-        Ok((self.fs.inodes.lookup(self.target(to)), meta))
+        Ok((self.fs.intern(self.target(to), &meta), meta))
     }
 
     /// readlink(2).

@@ -127,6 +127,8 @@ fn object_meta(opts: &FsOptions, e: &Entry) -> Meta {
         gid: e.posix.gid.unwrap_or(opts.gid),
         nlink: if kind == FileType::Directory { 2 } else { 1 },
         rdev: e.posix.rdev.unwrap_or(0),
+        blksize: OBJECT_BLKSIZE,
+        host: None,
     }
 }
 
@@ -232,6 +234,19 @@ impl Fs {
         self.stats.snapshot(&pending)
     }
 
+    /// The sizes of the daemon's tables, for the SIGUSR1 report: what it holds per file it
+    /// has seen (inodes are held for as long as the kernel keeps a reference).
+    pub fn tables(&self) -> String {
+        let (dirs, names) = self.listings.sizes();
+        format!(
+            "tables: {} inodes, {} cached attributes, {dirs} listings of {names} names, {} directory attributes, {} open files",
+            self.inodes.len(),
+            self.cache.len(),
+            self.dirs.len(),
+            self.handles.all_open().len()
+        )
+    }
+
     /// May a request on an inode of `mount` ([`Fs::mount_of`]) run on the FUSE thread that
     /// read it? Yes for the root and for local and memory mounts, whose operations never wait
     /// on the network.
@@ -260,7 +275,7 @@ impl Fs {
             uid: m.uid,
             gid: m.gid,
             rdev: m.rdev,
-            blksize: 128 * 1024,
+            blksize: m.blksize,
             flags: 0,
         }
     }
@@ -505,7 +520,7 @@ impl Fs {
     pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<(u64, Meta)> {
         let t = self.child(parent, name)?;
         let m = self.meta_required(&t).await?;
-        Ok((self.inodes.lookup(t), m))
+        Ok((self.intern(t, &m), m))
     }
 
     /// Answer a LOOKUP: the entry, or (when the negative TTL is not zero) a negative entry,
@@ -528,6 +543,23 @@ impl Fs {
                 })
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The inode of `t`, whose attributes are `m`, with one more kernel lookup counted: the
+    /// host file's inode on local mounts (one for all its names), the path's elsewhere.
+    fn intern(&self, t: Target, m: &Meta) -> u64 {
+        match self.host_key(&t, m) {
+            Some(k) => self.inodes.lookup_host(t, k),
+            None => self.inodes.lookup(t),
+        }
+    }
+
+    /// The host file `t` is (local mounts), by the attributes `m` read of it.
+    fn host_key(&self, t: &Target, m: &Meta) -> Option<crate::fuse::inode::HostKey> {
+        match (t, m.host) {
+            (Target::Path(mount, _), Some((dev, ino, birth))) => Some((*mount, dev, ino, birth)),
+            _ => None,
         }
     }
 

@@ -34,7 +34,15 @@ pub struct Meta {
     pub nlink: u32,
     /// Device number of a device node (0 otherwise).
     pub rdev: u32,
+    /// Preferred I/O size (`st_blksize`): the host's on local mounts, 4096 elsewhere.
+    pub blksize: u32,
+    /// Local mounts: the host file's (st_dev, st_ino, birth time in ns or 0). Its st_ino is
+    /// shown, and all its names are one inode.
+    pub host: Option<(u64, u64, u64)>,
 }
+
+/// `st_blksize` of entries on object backends (as tmpfs and ext4 show).
+pub const OBJECT_BLKSIZE: u32 = 4096;
 
 /// A time to set: now, or a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
