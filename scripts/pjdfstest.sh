@@ -12,7 +12,7 @@
 set -euo pipefail
 bin=$1
 endpoint=$2
-LOCAL_MIN=${LOCAL_MIN:-323}
+LOCAL_MIN=${LOCAL_MIN:-353}
 
 work=$(mktemp -d)
 chmod 755 "$work" # the suite switches to other users, who must reach the mountpoint

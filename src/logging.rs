@@ -29,9 +29,12 @@ pub fn init(level: Option<&str>, file: Option<&std::path::Path>) -> Result<(), S
     let journal = file.is_none() && std::env::var_os("JOURNAL_STREAM").is_some();
     let result = match (file, journal) {
         (Some(path), _) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            // (0640 whatever the umask: the daemon runs with umask 0)
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o640)
                 .open(path)
                 .map_err(|e| format!("--log-file {}: {e}", path.display()))?;
             builder

@@ -288,6 +288,11 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
     let storage = AsyncStorageManager::new();
     storage.configure_validated(config)?;
     let fs = Arc::new(Fs::new(storage.mounts(), opts.fs_options())?);
+    // The kernel hands every create its caller's mode with the caller's umask applied (or
+    // beside it): the daemon's own umask must take nothing more away. What the daemon makes
+    // for itself (staging, its marker, a log file opened before this) has explicit modes.
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(0) };
     let adapter = adapter::Adapter::new(fs.clone(), rt.handle().clone());
     let session = fuser::Session::new(adapter, &mnt, &opts.fuser_config())
         .map_err(|e| mount_err(&mnt, format!("mount failed: {e}")))?;

@@ -297,8 +297,18 @@ impl CacheDir {
                     .map_err(|e| Error::from_io("cache dir", e))?;
                 let me = std::process::id();
                 let marker = format!("{me} {}\n", start_time(me).unwrap_or_default());
-                std::fs::write(t.path().join("owner"), marker)
-                    .map_err(|e| Error::from_io(format!("cache dir {}", t.path().display()), e))?;
+                {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let io = |e| Error::from_io(format!("cache dir {}", t.path().display()), e);
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(t.path().join("owner"))
+                        .and_then(|mut f| f.write_all(marker.as_bytes()))
+                        .map_err(io)?;
+                }
                 Ok(CacheDir {
                     path: t.path().to_path_buf(),
                     _tmp: Some(t),
