@@ -45,8 +45,7 @@ impl Fs {
             .open_file(ino)
             .ok_or_else(|| not_found(ctx()))?;
         if let Some(native) = f.native_file() {
-            let md = native.metadata().map_err(|e| Error::from_io(ctx(), e))?;
-            return Ok(local::meta(&md));
+            return local::fstat(&native).map_err(|e| Error::from_io(ctx(), e));
         }
         let size = f.size();
         let now = SystemTime::now();

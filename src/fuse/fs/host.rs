@@ -3,12 +3,13 @@
 //! object store is consulted here: the host directory is the truth, asked every time.
 
 use super::*;
+use crate::fuse::local::HostRoot;
 
 /// A local mount's side of the core (see [`Side`]).
 pub(super) struct Host<'a> {
     pub(super) fs: &'a Fs,
     pub(super) m: usize,
-    pub(super) root: &'a Path,
+    pub(super) root: &'a HostRoot,
 }
 
 impl Host<'_> {
@@ -29,20 +30,9 @@ impl Host<'_> {
         move |e| Error::from_io(ctx.clone(), e)
     }
 
-    /// The host path of `p`: its parent is checked to stay inside the root, the entry
-    /// itself is never followed.
-    pub(super) fn path(&self, p: &str) -> Result<PathBuf> {
-        self.mount().check_inside(path::parent(p))?;
-        Ok(if p.is_empty() {
-            self.root.to_path_buf()
-        } else {
-            self.root.join(p)
-        })
-    }
-
     /// Attributes of `p`; `Ok(None)` when it does not exist.
     pub(super) fn meta(&self, p: &str) -> Result<Option<Meta>> {
-        local::lstat(&self.path(p)?).map_err(self.io(p))
+        self.root.stat(p).map_err(self.io(p))
     }
 
     fn meta_required(&self, p: &str) -> Result<Meta> {
@@ -71,11 +61,11 @@ impl Host<'_> {
     }
 
     fn setattr_path(&self, p: &str, set: &SetAttr) -> Result<Meta> {
-        let host = self.path(p)?;
         let io = self.io(p);
         let current = self.meta_required(p)?;
         if let Some(size) = set.size {
-            open_native(&host, true)
+            self.root
+                .open(p, libc::O_WRONLY, 0)
                 .and_then(|f| f.set_len(size))
                 .map_err(&io)?;
         }
@@ -87,26 +77,38 @@ impl Host<'_> {
                     "a symlink has no mode of its own",
                 ));
             }
-            local::chmod_nofollow(&host, mode & 0o7777).map_err(&io)?;
+            self.root.chmod(p, mode & 0o7777).map_err(&io)?;
         }
         if set.uid.is_some() || set.gid.is_some() {
-            std::os::unix::fs::lchown(&host, set.uid, set.gid).map_err(&io)?;
+            self.root.lchown(p, set.uid, set.gid).map_err(&io)?;
         }
         if set.atime.is_some() || set.mtime.is_some() {
-            local::set_times(&host, set.atime, set.mtime).map_err(&io)?;
+            self.root.set_times(p, set.atime, set.mtime).map_err(&io)?;
         }
         self.meta_required(p)
     }
 
     /// Give a new host entry to its caller when the daemon runs as root and the caller is
     /// someone else (without following a symlink).
-    fn give(&self, p: &str, host: &Path, caller: Caller) -> Result<()> {
+    fn give(&self, p: &str, caller: Caller) -> Result<()> {
         let me = Caller::daemon();
         if me.uid != 0 || caller == me {
             return Ok(());
         }
-        std::os::unix::fs::lchown(host, Some(caller.uid), inherited_gid(host, caller))
+        let gid = self.inherited_gid(p, caller);
+        self.root
+            .lchown(p, Some(caller.uid), gid)
             .map_err(self.io(p))
+    }
+
+    /// The group of a new host entry: the directory's own under a set-group-ID directory
+    /// (the host has given it already: keep it), the caller's otherwise.
+    fn inherited_gid(&self, p: &str, caller: Caller) -> Option<u32> {
+        let setgid_dir = matches!(
+            self.root.stat(path::parent(p)),
+            Ok(Some(m)) if u32::from(m.perm) & libc::S_ISGID != 0
+        );
+        (!setgid_dir).then_some(caller.gid)
     }
 
     /// Make a host entry with `make`, give it to the caller, and look it up.
@@ -114,21 +116,17 @@ impl Host<'_> {
         &self,
         p: &str,
         caller: Caller,
-        make: impl FnOnce(&Path) -> std::io::Result<()>,
+        make: impl FnOnce(&HostRoot) -> std::io::Result<()>,
     ) -> Result<(u64, Meta)> {
-        let host = self.path(p)?;
-        make(&host).map_err(self.io(p))?;
-        self.give(p, &host, caller)?;
+        make(self.root).map_err(self.io(p))?;
+        self.give(p, caller)?;
         let meta = self.meta_required(p)?;
         Ok((self.fs.intern(self.target(p), &meta), meta))
     }
 
     /// mkdir(2) of the host directory: the host checks the parent and the name.
     pub(super) fn mkdir(&self, p: &str, mode: u16, caller: Caller) -> Result<(u64, Meta)> {
-        use std::os::unix::fs::DirBuilderExt;
-        self.make(p, caller, |h| {
-            std::fs::DirBuilder::new().mode(u32::from(mode)).create(h)
-        })
+        self.make(p, caller, |r| r.mkdir(p, u32::from(mode)))
     }
 
     /// create(2) is one open(2) of the host file: the host filesystem checks the parent,
@@ -141,20 +139,20 @@ impl Host<'_> {
         flags: i32,
         caller: Caller,
     ) -> Result<(u64, Meta, Opened)> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let host = self.path(p)?;
         let err = self.io(p);
+        let mode = mode & !umask & 0o7777;
+        let trunc = if flags & libc::O_TRUNC != 0 {
+            libc::O_TRUNC
+        } else {
+            0
+        };
         let open = |create: bool| {
-            let mut o = std::fs::OpenOptions::new();
-            o.read(true)
-                .write(true)
-                .truncate(flags & libc::O_TRUNC != 0)
-                .mode(mode & !umask & 0o7777)
-                .custom_flags(libc::O_NOFOLLOW);
-            if create {
-                o.create_new(true);
-            }
-            o.open(&host)
+            let excl = if create {
+                libc::O_CREAT | libc::O_EXCL
+            } else {
+                0
+            };
+            self.root.open(p, libc::O_RDWR | trunc | excl, mode)
         };
         // Exclusive first, so that we know whether this call made the file.
         let (file, made) = match open(true) {
@@ -168,10 +166,10 @@ impl Host<'_> {
         };
         let me = Caller::daemon();
         if made && me.uid == 0 && caller != me {
-            std::os::unix::fs::fchown(&file, Some(caller.uid), inherited_gid(&host, caller))
+            std::os::unix::fs::fchown(&file, Some(caller.uid), self.inherited_gid(p, caller))
                 .map_err(&err)?;
         }
-        let meta = local::meta(&file.metadata().map_err(&err)?);
+        let meta = local::fstat(&file).map_err(&err)?;
         let ino = self.fs.intern(self.target(p), &meta);
         let (fh, h) = self.fs.handles.open_file_with(
             ino,
@@ -209,11 +207,11 @@ impl Host<'_> {
             let _ns = self.fs.ns_stable();
             match self.fs.inodes.target(ino) {
                 Some(Target::Path(m, p)) if m == self.m => {
-                    let host = self.path(&p)?;
+                    let open = || self.root.open_shared(&p).map_err(self.io(&p));
                     let (fh, h) =
                         self.fs
                             .handles
-                            .open_host(ino, self.mount(), &host, writable, append)?;
+                            .open_host(ino, self.mount(), open, writable, append)?;
                     (fh, h, Some(p))
                 }
                 // Unlinked meanwhile: only a handle still open on it can serve.
@@ -242,18 +240,16 @@ impl Host<'_> {
     /// unlink(2) says ENOENT, or EISDIR for a directory: no stat first. The host unlink and
     /// the inode table's change are one step for opens.
     pub(super) fn unlink(&self, t: &Target, p: &str) -> Result<()> {
-        let host = self.path(p)?;
         let _ns = self.fs.ns_change();
-        std::fs::remove_file(&host).map_err(self.io(p))?;
+        self.root.unlink(p).map_err(self.io(p))?;
         self.fs.inodes.unlink(t);
         Ok(())
     }
 
     /// rmdir(2): the host checks the type and emptiness.
     pub(super) fn rmdir(&self, t: &Target, p: &str) -> Result<()> {
-        let host = self.path(p)?;
         let _ns = self.fs.ns_change();
-        std::fs::remove_dir(&host).map_err(self.io(p))?;
+        self.root.rmdir(p).map_err(self.io(p))?;
         self.fs.inodes.unlink(t);
         Ok(())
     }
@@ -261,9 +257,8 @@ impl Host<'_> {
     /// renameat2(2) (RENAME_NOREPLACE and RENAME_EXCHANGE included), and the inode table's
     /// change in the same step for opens.
     pub(super) fn rename(&self, fp: &str, tp: &str, flags: u32) -> Result<()> {
-        let (hf, ht) = (self.path(fp)?, self.path(tp)?);
         let _ns = self.fs.ns_change();
-        local::rename(&hf, &ht, flags).map_err(self.io(fp))?;
+        self.root.rename(fp, tp, flags).map_err(self.io(fp))?;
         self.fs.inodes.rename_entries(self.m, fp, tp, flags);
         Ok(())
     }
@@ -278,56 +273,48 @@ impl Host<'_> {
         caller: Caller,
     ) -> Result<(u64, Meta)> {
         let mode = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
-        self.make(p, caller, |h| local::mknod(h, mode, rdev))
+        self.make(p, caller, |r| r.mknod(p, mode, rdev))
     }
 
     /// symlink(2).
     pub(super) fn symlink(&self, p: &str, target: &Path, caller: Caller) -> Result<(u64, Meta)> {
-        self.make(p, caller, |h| std::os::unix::fs::symlink(target, h))
+        self.make(p, caller, |r| r.symlink(target, p))
     }
 
     /// link(2).
     pub(super) fn link(&self, from: &str, to: &str) -> Result<(u64, Meta)> {
-        std::fs::hard_link(self.path(from)?, self.path(to)?).map_err(self.io(to))?;
+        self.root.link(from, to).map_err(self.io(to))?;
         let meta = self.meta_required(to)?;
         Ok((self.fs.intern(self.target(to), &meta), meta))
     }
 
     /// readlink(2).
     pub(super) fn readlink(&self, p: &str) -> Result<Vec<u8>> {
-        std::fs::read_link(self.path(p)?)
-            .map(|t| t.as_os_str().as_bytes().to_vec())
-            .map_err(self.io(p))
+        self.root.readlink(p).map_err(self.io(p))
     }
 
     /// The host directory's entries (a non-UTF-8 name is left out with a warning; an entry
     /// removed while listed is skipped).
     pub(super) fn list(&self, p: &str) -> Result<Vec<DirEntry<Meta>>> {
-        let io = self.io(p);
         let mut out = Vec::new();
-        for de in std::fs::read_dir(self.path(p)?).map_err(&io)? {
-            let de = de.map_err(&io)?;
-            let Some(name) = de.file_name().to_str().map(str::to_string) else {
-                tracing::warn!(dir = %self.ctx(p), name = ?de.file_name(), "a non-UTF-8 name is not shown");
-                continue;
-            };
-            let md = match de.metadata() {
-                Ok(md) => md,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io(e)),
-            };
-            out.push(DirEntry {
-                target: Some(Target::Path(self.m, path::join(p, &name))),
-                name,
-                meta: local::meta(&md),
-            });
+        for e in self.root.list(p).map_err(self.io(p))? {
+            match e {
+                Ok((name, meta)) => out.push(DirEntry {
+                    target: Some(Target::Path(self.m, path::join(p, &name))),
+                    name,
+                    meta,
+                }),
+                Err(name) => {
+                    tracing::warn!(dir = %self.ctx(p), name = %String::from_utf8_lossy(&name), "a non-UTF-8 name is not shown")
+                }
+            }
         }
         Ok(out)
     }
 
     /// The host disk's figures.
     pub(super) fn statfs(&self) -> Result<Statfs> {
-        let s = local::statvfs(self.root).map_err(self.io(""))?;
+        let s = self.root.statvfs().map_err(self.io(""))?;
         Ok(Statfs {
             blocks: s.f_blocks,
             bfree: s.f_bfree,
@@ -339,15 +326,4 @@ impl Host<'_> {
             frsize: s.f_frsize as u32,
         })
     }
-}
-
-/// The group of a new host entry: the directory's own under a set-group-ID directory (the host
-/// has given it already: keep it), the caller's otherwise.
-fn inherited_gid(host: &Path, caller: Caller) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let setgid_dir = host
-        .parent()
-        .and_then(|d| std::fs::metadata(d).ok())
-        .is_some_and(|md| md.mode() & libc::S_ISGID != 0);
-    (!setgid_dir).then_some(caller.gid)
 }

@@ -18,7 +18,7 @@ pub use types::*;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,7 +30,7 @@ use crate::config::Backend;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fuse::attr_cache::{AttrCache, Listings};
 use crate::fuse::dir_attrs::DirAttrs;
-use crate::fuse::handles::{open_native, CacheDir, DirEntry, Handles, OpenFile};
+use crate::fuse::handles::{CacheDir, DirEntry, Handles, OpenFile};
 use crate::fuse::inode::{Inodes, Target, ROOT};
 use crate::fuse::local;
 use crate::fuse::stats::{Snapshot, Stats};
@@ -66,8 +66,8 @@ pub struct Fs {
 /// Which side of the core serves a mount, fixed when the filesystem is made.
 #[derive(Debug)]
 enum Kind {
-    /// A local mount: system calls on this host directory.
-    Host(PathBuf),
+    /// A local mount: system calls below this host directory.
+    Host(crate::fuse::local::HostRoot),
     /// Every other backend: objects through its operator.
     Object,
 }
@@ -176,10 +176,12 @@ impl Fs {
         let sides = mounts
             .iter()
             .map(|m| match m.local_root() {
-                Some(root) => Kind::Host(root.to_path_buf()),
-                None => Kind::Object,
+                Some(root) => crate::fuse::local::HostRoot::new(root)
+                    .map(Kind::Host)
+                    .map_err(|e| Error::from_io(m.ctx(""), e)),
+                None => Ok(Kind::Object),
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(Fs {
             cache: AttrCache::per_mount(ttls),
             listings: Listings::new(listing_ttls),

@@ -762,32 +762,6 @@ pub(super) fn staging_file(mount: &Mount, cache_dir: &Path) -> Result<File> {
         .map_err(|e| Error::from_io(format!("cache dir {}", cache_dir.display()), e))
 }
 
-/// Open a host file read-write where permitted (read-only otherwise), so that every handle
-/// of an inode shares one descriptor.
-pub(super) fn open_shared(host: &Path) -> std::io::Result<File> {
-    match open_native(host, true) {
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EACCES) | Some(libc::EROFS) | Some(libc::EPERM)
-            ) =>
-        {
-            open_native(host, false)
-        }
-        r => r,
-    }
-}
-
-/// Open a host file without following a final symlink.
-pub fn open_native(host: &Path, write: bool) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(host)
-}
-
 /// Memory mounts: staged files at least this large are handed to the store as a mapping;
 /// smaller ones are copied (a mapping costs a page fault per page and, at unmap, a TLB
 /// shootdown across the daemon's threads).

@@ -15,8 +15,8 @@ use crate::fuse::inode::Target;
 use crate::storage::mount::Mount;
 use crate::storage::posix::PosixMeta;
 
-pub use file::{open_native, FileHandle, OpenFile};
-use file::{open_shared, staging_file};
+use file::staging_file;
+pub use file::{FileHandle, OpenFile};
 
 /// A directory entry snapshot taken by opendir.
 #[derive(Debug, Clone)]
@@ -115,29 +115,29 @@ impl<M> Handles<M> {
         (fh, h)
     }
 
-    /// Open a handle on the host file `host` of a local mount (the inode's shared
-    /// descriptor when it is open already).
+    /// Open a handle on a host file of a local mount: the inode's shared descriptor when it
+    /// is open already, else the one `open` returns (a directory is EISDIR).
     pub fn open_host(
         &self,
         ino: u64,
         mount: &Arc<Mount>,
-        host: &Path,
+        open: impl FnOnce() -> Result<File>,
         writable: bool,
         append: bool,
     ) -> Result<(u64, Arc<FileHandle>)> {
         let file = {
-            let mut open = lock(&self.open);
-            let file = match open.get(&ino) {
+            let mut open_files = lock(&self.open);
+            let file = match open_files.get(&ino) {
                 Some(f) => f.clone(),
                 None => {
-                    let io = |e| Error::from_io(host.display().to_string(), e);
-                    let f = open_shared(host).map_err(io)?;
-                    let meta = f.metadata().map_err(io)?;
+                    let f = open()?;
+                    let ctx = || mount.ctx(&format!("inode {ino}"));
+                    let meta = f.metadata().map_err(|e| Error::from_io(ctx(), e))?;
                     if meta.is_dir() {
-                        return Err(Error::is_a_directory(host.display().to_string()));
+                        return Err(Error::is_a_directory(ctx()));
                     }
                     let f = Arc::new(OpenFile::native(mount.clone(), f, meta.len()));
-                    open.insert(ino, f.clone());
+                    open_files.insert(ino, f.clone());
                     f
                 }
             };
