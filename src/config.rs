@@ -60,7 +60,11 @@ pub enum Backend {
         create: bool,
     },
     /// Process memory; each memory mount is its own namespace.
-    Memory,
+    Memory {
+        /// The most its files may take together, in bytes (`max_size`; default a quarter
+        /// of the machine's RAM). Writes past it fail with ENOSPC.
+        max_size: u64,
+    },
     /// An S3 bucket (or S3-compatible server).
     S3 {
         /// Bucket name.
@@ -101,7 +105,7 @@ impl Backend {
     pub fn protocol(&self) -> &'static str {
         match self {
             Backend::Local { .. } => "local",
-            Backend::Memory => "memory",
+            Backend::Memory { .. } => "memory",
             Backend::S3 { .. } => "s3",
         }
     }
@@ -134,7 +138,12 @@ impl MountConfig {
     }
     /// A memory mount.
     pub fn memory(name: impl Into<String>) -> Self {
-        Self::with_backend(name, Backend::Memory)
+        Self::with_backend(
+            name,
+            Backend::Memory {
+                max_size: default_memory_budget(),
+            },
+        )
     }
     /// An S3 bucket mount.
     pub fn s3(name: impl Into<String>, bucket: impl Into<String>) -> Self {
@@ -170,6 +179,13 @@ impl MountConfig {
     pub fn create(mut self, yes: bool) -> Self {
         if let Backend::Local { create, .. } = &mut self.backend {
             *create = yes;
+        }
+        self
+    }
+    /// Memory: the most its files may take together, in bytes.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        if let Backend::Memory { max_size } = &mut self.backend {
+            *max_size = bytes;
         }
         self
     }
@@ -288,7 +304,7 @@ impl MountConfig {
                     Error::config(format!("{who}: key \"root_path\""), e.to_string())
                 })?;
             }
-            Backend::Memory => {}
+            Backend::Memory { .. } => {}
             Backend::S3 { bucket, .. } => {
                 if bucket.is_empty() {
                     return Err(Error::config(
@@ -387,6 +403,7 @@ struct RawConfig {
 
 const COMMON_KEYS: &[&str] = &["name", "protocol", "permissions"];
 const LOCAL_KEYS: &[&str] = &["root_path", "create"];
+const MEMORY_KEYS: &[&str] = &["max_size"];
 const S3_KEYS: &[&str] = &[
     "bucket",
     "prefix",
@@ -486,6 +503,47 @@ impl Config {
         };
         Ok(Config { mounts, fuse })
     }
+}
+
+/// A memory mount's default budget: a quarter of the machine's RAM (1 GiB if unknown).
+pub fn default_memory_budget() -> u64 {
+    // SAFETY: sysconf cannot fail in a way that harms; -1 is handled.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages > 0 && size > 0 {
+        (pages as u64).saturating_mul(size as u64) / 4
+    } else {
+        1 << 30
+    }
+}
+
+/// A size: bytes, or a number with a suffix: K, M, G, T (or KiB, MiB, GiB, TiB: powers of
+/// 1024), KB, MB, GB, TB (powers of 1000). Fractions such as 1.5G are allowed; 0 is not.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "K" | "KiB" | "k" => 1024.0,
+        "M" | "MiB" => 1024.0 * 1024.0,
+        "G" | "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "T" | "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        _ => return None,
+    };
+    let v = n * mult;
+    (v.is_finite() && v >= 1.0 && v < u64::MAX as f64).then_some(v as u64)
 }
 
 /// Where secret files named in a config are found, and whether loose modes are let through.
@@ -671,7 +729,7 @@ fn parse_mount(
     })?;
     let allowed: &[&str] = match protocol.as_str() {
         "local" => LOCAL_KEYS,
-        "memory" => &[],
+        "memory" => MEMORY_KEYS,
         "s3" => S3_KEYS,
         other => {
             return Err(Error::config(
@@ -725,7 +783,24 @@ fn parse_mount(
                 create,
             }
         }
-        "memory" => Backend::Memory,
+        "memory" => Backend::Memory {
+            max_size: match t.get("max_size") {
+                None => default_memory_budget(),
+                Some(Value::Integer(i)) if *i > 0 => *i as u64,
+                Some(Value::String(v)) => parse_size(v).ok_or_else(|| {
+                    Error::config(
+                        who("max_size"),
+                        format!("{v:?} is not a size such as 512MiB, 2G or 1000000"),
+                    )
+                })?,
+                Some(v) => {
+                    return Err(Error::config(
+                        who("max_size"),
+                        format!("expected bytes (above 0) or a size such as \"512MiB\", found {v}"),
+                    ))
+                }
+            },
+        },
         _ => Backend::S3 {
             bucket: string("bucket")?.ok_or_else(|| {
                 Error::config(who("bucket"), "missing (an s3 mount needs bucket)")
@@ -996,5 +1071,26 @@ attr_ttl = 2.0
             .unwrap_err()
             .to_string();
         assert!(e.contains("is empty"), "{e}");
+    }
+
+    #[test]
+    fn memory_budgets_take_sizes_with_suffixes() {
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("1.5GB"), Some(1_500_000_000));
+        assert_eq!(parse_size("4096"), Some(4096));
+        for bad in ["", "0", "-1G", "12XB", "G"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        let c = parse("[[mount]]\nname = \"m\"\nprotocol = \"memory\"\nmax_size = \"64MiB\"\n")
+            .unwrap();
+        assert_eq!(c.mounts[0].backend, Backend::Memory { max_size: 64 << 20 });
+        let e = parse("[[mount]]\nname = \"m\"\nprotocol = \"memory\"\nmax_size = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key \"max_size\"") && e.contains("512MiB"),
+            "{e}"
+        );
     }
 }

@@ -40,6 +40,10 @@ pub enum ErrorKind {
     Timeout,
     /// The blocking API was called where it cannot block.
     Runtime,
+    /// A file would grow past what the backend holds in one object (EFBIG).
+    TooLarge,
+    /// The mount's budget is spent (ENOSPC).
+    NoSpace,
     /// Anything else the backend reported: I/O error.
     Backend,
 }
@@ -102,12 +106,22 @@ impl Error {
             K::RangeNotSatisfied => ErrorKind::InvalidRange,
             _ => ErrorKind::Backend,
         };
+        // a service of ours that failed with an errno (the memory store's ENOSPC) keeps it
+        let os = std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .and_then(std::io::Error::raw_os_error)
+            .filter(|n| [libc::ENOSPC, libc::EFBIG].contains(n));
+        let kind = match os {
+            Some(libc::ENOSPC) => ErrorKind::NoSpace,
+            Some(libc::EFBIG) => ErrorKind::TooLarge,
+            _ => kind,
+        };
         let message = err.to_string();
         Error {
             kind,
             context: context.into(),
             message,
-            os: None,
+            os,
             source: Some(Box::new(err)),
         }
     }
@@ -131,6 +145,8 @@ impl Error {
                 Some(libc::EROFS) => ErrorKind::ReadOnly,
                 Some(libc::ENOTEMPTY) => ErrorKind::DirectoryNotEmpty,
                 Some(libc::EINVAL) => ErrorKind::InvalidPath,
+                Some(libc::EFBIG) => ErrorKind::TooLarge,
+                Some(libc::ENOSPC) => ErrorKind::NoSpace,
                 _ => ErrorKind::Backend,
             },
         };
@@ -185,6 +201,8 @@ impl Error {
             ErrorKind::Unsupported => libc::ENOTSUP,
             ErrorKind::CrossMount => libc::EXDEV,
             ErrorKind::Timeout => libc::ETIMEDOUT,
+            ErrorKind::TooLarge => libc::EFBIG,
+            ErrorKind::NoSpace => libc::ENOSPC,
             ErrorKind::Config | ErrorKind::Runtime | ErrorKind::Backend => libc::EIO,
         }
     }

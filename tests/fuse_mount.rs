@@ -760,3 +760,86 @@ fn negative_entries_last_the_negative_ttl() {
         assert_eq!(fs::read(root.join("both")).unwrap(), b"host mount");
     }
 }
+
+/// The daemon's resident memory, in bytes.
+fn rss_of(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A memory mount holds at most its `max_size`: a write past it is ENOSPC and what was
+/// written before reads back whole; statfs shows the budget; a file beyond it is EFBIG; a
+/// hole takes no memory, read or not.
+#[test]
+fn a_memory_mount_keeps_to_its_budget_and_holes_take_no_memory() {
+    let d = Daemon::start_with(Kind::Memory, &[], |c| c.max_size(64 << 20));
+    let block = vec![7u8; 1 << 20];
+    let mut written = Vec::new();
+    let mut refused = None;
+    for i in 0..100 {
+        let p = d.path(&format!("f{i}"));
+        match fs::write(
+            &p,
+            [&block[..], &block[..], &block[..], &block[..]].concat(),
+        ) {
+            Ok(()) => written.push(p),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("100 × 4 MiB went into a 64 MiB mount");
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    assert!(
+        written.len() >= 12 && written.len() <= 16,
+        "{} files fit",
+        written.len()
+    );
+    for p in &written {
+        let got = fs::read(p).unwrap();
+        assert!(got.len() == 4 << 20 && got.iter().all(|b| *b == 7), "{p:?}");
+    }
+    let st = nix_statvfs(&d.path(""));
+    assert_eq!(st.0 * st.1, 64 << 20, "statfs shows the budget");
+    assert!(st.2 * st.1 >= 48 << 20, "and what is used");
+    // beyond the budget a file is EFBIG, as beyond any filesystem's largest file
+    let e = d.sh("truncate -s 999999999999999 big 2>&1 || true");
+    assert!(e.contains("too large"), "{e}");
+    for p in &written {
+        fs::remove_file(p).unwrap();
+    }
+    // a 1 GiB hole, but for 4 KiB: neither writing nor reading it takes memory (the budget
+    // is 64 MiB: it would not even fit)
+    let pid = d.child.as_ref().unwrap().id();
+    let before = rss_of(pid);
+    d.sh(
+        "truncate -s 1G hole && printf x | dd of=hole bs=1 seek=536870912 conv=notrunc status=none",
+    );
+    let sum = d.sh("cat hole | wc -c");
+    assert_eq!(sum.trim(), "1073741824");
+    assert_eq!(
+        d.sh("dd if=hole bs=1 skip=536870912 count=1 status=none"),
+        "x"
+    );
+    let grew = rss_of(pid).saturating_sub(before);
+    assert!(
+        grew < 16 << 20,
+        "reading a 1 GiB hole raised RSS by {grew} bytes"
+    );
+}
+
+/// (f_blocks, f_frsize, blocks used) of a path.
+fn nix_statvfs(p: &std::path::Path) -> (u64, u64, u64) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
+    (s.f_blocks, s.f_frsize, s.f_blocks - s.f_bfree)
+}

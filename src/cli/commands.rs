@@ -123,7 +123,7 @@ fn config_check(config: Source) -> u8 {
 fn where_of(m: &MountConfig) -> String {
     match &m.backend {
         Backend::Local { root, .. } => root.display().to_string(),
-        Backend::Memory => "process memory".into(),
+        Backend::Memory { .. } => "process memory".into(),
         Backend::S3 {
             bucket,
             prefix,

@@ -74,6 +74,20 @@ use crate::storage::manager::AsyncStorageManager;
 
 pub use fs::{Caller, Fs, FsOptions};
 
+/// Buffers of 256 KiB and more (reads, chunks, parts) are mapped and unmapped on their own,
+/// so that a freed buffer goes back to the system. By default glibc raises that threshold up
+/// to 32 MiB as large buffers are freed, after which each of the daemon's threads keeps the
+/// megabytes of its last buffers in its own arena: reading through a 1 GiB hole grew the
+/// daemon's resident memory by 68 MiB, with nothing held.
+fn keep_heap_small() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's thresholds.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
+    }
+}
+
 /// Daemon settings: the `[fuse]` table, overridden by command-line flags.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonOptions {
@@ -293,6 +307,7 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
     // for itself (staging, its marker, a log file opened before this) has explicit modes.
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
+    keep_heap_small();
     let adapter = adapter::Adapter::new(fs.clone(), rt.handle().clone());
     let session = fuser::Session::new(adapter, &mnt, &opts.fuser_config())
         .map_err(|e| mount_err(&mnt, format!("mount failed: {e}")))?;

@@ -21,15 +21,69 @@ use opendal::{
 /// One stored object: its bytes and metadata (mode, length, time, user metadata).
 #[derive(Clone)]
 struct Value {
-    content: Buffer,
+    content: Content,
     meta: Metadata,
+}
+
+/// An object's bytes: in memory, or (large files written through the daemon) the memory
+/// file they were staged in, read with pread so that its holes take no memory.
+#[derive(Clone)]
+enum Content {
+    Bytes(Buffer),
+    File { file: Arc<std::fs::File>, len: u64 },
+}
+
+impl Content {
+    fn empty() -> Content {
+        Content::Bytes(Buffer::new())
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Content::Bytes(b) => b.len() as u64,
+            Content::File { len, .. } => *len,
+        }
+    }
+
+    /// The memory it takes: its length, or the pages the file holds (holes take none).
+    fn cost(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        match self {
+            Content::Bytes(b) => b.len() as u64,
+            Content::File { file, len } => file
+                .metadata()
+                .map_or(*len, |m| (m.blocks() * 512).min(*len)),
+        }
+    }
+
+    /// The bytes in `r` (within the length).
+    fn slice(&self, r: std::ops::Range<u64>) -> Result<Buffer> {
+        match self {
+            Content::Bytes(b) => Ok(b.slice(r.start as usize..r.end as usize)),
+            Content::File { file, .. } => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; (r.end - r.start) as usize];
+                file.read_exact_at(&mut buf, r.start).map_err(|e| {
+                    Error::new(ErrorKind::Unexpected, "reading a memory file").set_source(e)
+                })?;
+                Ok(Buffer::from(buf))
+            }
+        }
+    }
 }
 
 /// The shared map behind a memory mount. Keys have no leading `/`; directory markers end
 /// with `/`.
-#[derive(Default)]
 pub struct MemStore {
     map: Mutex<Tree>,
+    /// The most its objects may take together, in bytes (`max_size`).
+    max: u64,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        MemStore::with_budget(u64::MAX)
+    }
 }
 
 /// The ordered map of keys, and per directory (`d/`, or "" for the root) how many
@@ -40,6 +94,8 @@ pub struct MemStore {
 struct Tree {
     map: BTreeMap<String, Value>,
     subdirs: std::collections::HashMap<String, u64>,
+    /// What the objects take (see [`Content::cost`]).
+    used: u64,
 }
 
 /// The directory a marker `a/b/` sits in (`a/`, or "" at the top); None for other keys.
@@ -61,7 +117,11 @@ impl std::ops::Deref for Tree {
 impl Tree {
     fn insert(&mut self, k: String, v: Value) -> Option<Value> {
         let parent = marker_parent(&k).map(str::to_string);
+        self.used += v.content.cost();
         let old = self.map.insert(k, v);
+        if let Some(o) = &old {
+            self.used = self.used.saturating_sub(o.content.cost());
+        }
         if let (Some(parent), None) = (parent, &old) {
             *self.subdirs.entry(parent).or_default() += 1;
         }
@@ -70,6 +130,7 @@ impl Tree {
 
     fn remove(&mut self, k: &str) -> Option<Value> {
         let old = self.map.remove(k)?;
+        self.used = self.used.saturating_sub(old.content.cost());
         if let Some(parent) = marker_parent(k) {
             if let Some(n) = self.subdirs.get_mut(parent) {
                 *n -= 1;
@@ -114,6 +175,61 @@ fn with_user_metadata(meta: &Metadata, pairs: Vec<(String, String)>) -> Metadata
 }
 
 impl MemStore {
+    /// A store whose objects may take `max` bytes together.
+    pub fn with_budget(max: u64) -> MemStore {
+        MemStore {
+            map: Mutex::default(),
+            max,
+        }
+    }
+
+    /// (budget, bytes used): for statfs.
+    pub fn usage(&self) -> (u64, u64) {
+        (self.max, self.lock().used)
+    }
+
+    /// Would `add` more bytes in place of `old` ones fit in the budget?
+    fn fits(&self, tree: &Tree, add: u64, old: u64) -> Result<()> {
+        if tree.used.saturating_sub(old).saturating_add(add) > self.max {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "no space left: the memory mount's max_size of {} bytes is used",
+                    self.max
+                ),
+            )
+            .set_source(std::io::Error::from_raw_os_error(libc::ENOSPC)));
+        }
+        Ok(())
+    }
+
+    /// Store the memory file `file` (its first `len` bytes) as the object `path`, with user
+    /// metadata: no copy, and its holes take no memory. ENOSPC past the budget.
+    pub fn put_file(
+        &self,
+        path: &str,
+        file: Arc<std::fs::File>,
+        len: u64,
+        pairs: Vec<(String, String)>,
+    ) -> Result<()> {
+        let content = Content::File { file, len };
+        let mut b = MetadataBuilder::file(len);
+        b.last_modified(Timestamp::now());
+        b.user_metadata(pairs);
+        let mut map = self.lock();
+        let k = key(path).to_string();
+        let old = map.get(&k).map_or(0, |v| v.content.cost());
+        self.fits(&map, content.cost(), old)?;
+        map.insert(
+            k,
+            Value {
+                content,
+                meta: b.build(),
+            },
+        );
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Tree> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -167,7 +283,7 @@ impl MemStore {
                 map.insert(
                     k,
                     Value {
-                        content: Buffer::new(),
+                        content: Content::empty(),
                         meta: b.build(),
                     },
                 );
@@ -308,8 +424,11 @@ impl oio::Read for MemReader {
             .get(key(&self.path))
             .cloned()
             .ok_or_else(not_found)?;
-        let r = range.to_content_range(v.content.len())?;
-        Ok((RpRead::new(v.meta), v.content.slice(r)))
+        let r = range.to_content_range(v.content.len() as usize)?;
+        Ok((
+            RpRead::new(v.meta),
+            v.content.slice(r.start as u64..r.end as u64)?,
+        ))
     }
 }
 
@@ -342,6 +461,9 @@ impl oio::Write for MemWriter {
         let meta = b.build();
         let mut map = self.store.lock();
         let k = key(&self.path).to_string();
+        let old = map.get(&k).map_or(0, |v| v.content.cost());
+        self.store.fits(&map, content.len() as u64, old)?;
+        let content = Content::Bytes(content);
         if self.op.if_not_exists() && map.contains_key(&k) {
             return Err(Error::new(
                 ErrorKind::ConditionNotMatch,
@@ -446,7 +568,7 @@ impl Service for MemoryService {
             map.insert(
                 k,
                 Value {
-                    content: Buffer::new(),
+                    content: Content::empty(),
                     meta: b.build(),
                 },
             );
@@ -492,6 +614,8 @@ impl Service for MemoryService {
     fn copy(&self, _: &OperationContext, from: &str, to: &str, _: OpCopy) -> Result<Self::Copier> {
         let mut map = self.store.lock();
         let mut v = map.get(key(from)).cloned().ok_or_else(not_found)?;
+        let old = map.get(key(to)).map_or(0, |v| v.content.cost());
+        self.store.fits(&map, v.content.cost(), old)?;
         // like S3's CopyObject: the content and user metadata, a new modification time
         let mut b = v.meta.into_builder();
         b.last_modified(Timestamp::now());

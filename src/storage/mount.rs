@@ -128,7 +128,10 @@ impl Mount {
             } => (*timeout, *retries),
             _ => (DEFAULT_S3_TIMEOUT * 4, DEFAULT_S3_RETRIES),
         };
-        let mem = matches!(config.backend, Backend::Memory).then(|| Arc::new(MemStore::default()));
+        let mem = match config.backend {
+            Backend::Memory { max_size } => Some(Arc::new(MemStore::with_budget(max_size))),
+            _ => None,
+        };
         let mut raw = None;
         let op = match &config.backend {
             Backend::Local { root, .. } => {
@@ -137,7 +140,9 @@ impl Mount {
                 })?;
                 Operator::new(services::Fs::default().root(root))
             }
-            Backend::Memory => Operator::new(MemoryBuilder::new(mem.clone().unwrap_or_default())),
+            Backend::Memory { .. } => {
+                Operator::new(MemoryBuilder::new(mem.clone().unwrap_or_default()))
+            }
             Backend::S3 {
                 bucket,
                 prefix,
@@ -239,7 +244,7 @@ impl Mount {
     }
     /// True for memory mounts.
     pub fn is_memory(&self) -> bool {
-        matches!(self.config.backend, Backend::Memory)
+        matches!(self.config.backend, Backend::Memory { .. })
     }
     /// When the mount was configured (the mtime of entries whose backend keeps none).
     pub fn started(&self) -> SystemTime {
@@ -682,6 +687,49 @@ impl Mount {
             w = w.user_metadata(meta.to_user_metadata());
         }
         w.await.map(|_| ()).map_err(|e| self.err(path, e))
+    }
+
+    /// Memory mounts: store the memory file `file` (its first `len` bytes) as `path`
+    /// carrying `meta`, without a copy; its holes take no memory. ENOSPC past `max_size`.
+    pub fn put_memory_file(
+        &self,
+        path: &str,
+        file: Arc<std::fs::File>,
+        len: u64,
+        meta: &PosixMeta,
+    ) -> Result<()> {
+        self.check_write(path)?;
+        let Some(store) = &self.mem else {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                self.ctx(path),
+                "only memory mounts hold memory files",
+            ));
+        };
+        store
+            .put_file(
+                path,
+                file,
+                len,
+                meta.to_user_metadata().into_iter().collect(),
+            )
+            .map_err(|e| self.err(path, e))
+    }
+
+    /// The largest file the backend holds: S3's 5 TiB object; 16 TiB on memory mounts, as
+    /// on ext4 (a sparse file may be larger than the budget: its holes take nothing); None
+    /// where the host decides (local).
+    pub fn max_file_size(&self) -> Option<u64> {
+        match &self.config.backend {
+            Backend::S3 { .. } => Some(5 << 40),
+            Backend::Memory { .. } => Some(16 << 40),
+            Backend::Local { .. } => None,
+        }
+    }
+
+    /// Memory mounts: (max_size, bytes its files take).
+    pub fn memory_usage(&self) -> Option<(u64, u64)> {
+        self.mem.as_ref().map(|m| m.usage())
     }
 
     /// A streaming writer (multipart on S3, parallel parts).

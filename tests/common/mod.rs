@@ -208,7 +208,9 @@ fn toml_mount(c: &MountConfig) -> String {
         Backend::Local { root, .. } => {
             s += &format!("protocol = \"local\"\nroot_path = \"{}\"\n", root.display())
         }
-        Backend::Memory => s += "protocol = \"memory\"\n",
+        Backend::Memory { max_size } => {
+            s += &format!("protocol = \"memory\"\nmax_size = {max_size}\n")
+        }
         Backend::S3 {
             bucket,
             prefix,

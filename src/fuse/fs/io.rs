@@ -52,6 +52,12 @@ impl Fs {
         let h = self.handles.file(fh)?;
         let mp = self.open_path(ino);
         let p = mp.as_ref().map(|(_, p)| p.as_str()).unwrap_or_default();
+        if let Some((m, _)) = &mp {
+            if let Side::Object(o) = self.side(*m) {
+                let end = if h.append { h.file.size() } else { off } + data.len() as u64;
+                o.may_hold(p, end, data.len() as u64)?;
+            }
+        }
         let n = h
             .file
             .write(p, self.cache_dir.path(), &h, off, data)

@@ -422,10 +422,12 @@ impl Fs {
     }
 
     /// An object-backend directory's link count: 2 plus its subdirectories where the
-    /// backend counts them in O(1) (memory), 2 elsewhere (counting would cost a listing).
+    /// backend counts them in O(1) (memory); elsewhere 1, "unknown", as btrfs reports, so
+    /// that `find` never takes a directory with subdirectories for a leaf (counting them
+    /// would cost a listing per stat).
     fn dir_nlink(&self, t: &Target) -> u32 {
         match t {
-            Target::Path(m, p) => self.mount(*m).subdirs(p).map_or(2, |n| {
+            Target::Path(m, p) => self.mount(*m).subdirs(p).map_or(1, |n| {
                 2u32.saturating_add(n.min(u64::from(u32::MAX)) as u32)
             }),
             Target::Root => 2,
@@ -584,9 +586,9 @@ impl Fs {
         match self.inodes.target(ino) {
             Some(Target::Path(m, _)) => match self.side(m) {
                 Side::Host(h) => h.statfs(),
-                Side::Object(_) => Ok(Object::statfs()),
+                Side::Object(o) => Ok(o.statfs()),
             },
-            _ => Ok(Object::statfs()),
+            _ => Ok(Object::unbounded()),
         }
     }
 }

@@ -70,6 +70,7 @@ impl Object<'_> {
             if current.kind == FileType::Directory {
                 return Err(Error::is_a_directory(self.ctx(p)));
             }
+            self.may_hold(p, size, 0)?; // (a hole takes no memory)
             self.truncate(ino, p, size, &current).await?;
             current.size = size;
             current.blocks = size.div_ceil(512);
@@ -312,6 +313,31 @@ impl Object<'_> {
         Some(out)
     }
 
+    /// May the file `p` grow to `end` bytes, with up to `new` bytes more to hold? EFBIG past
+    /// the largest object the backend holds, ENOSPC past a memory mount's budget (what is
+    /// held already is never lost: the write is refused before it happens).
+    pub(super) fn may_hold(&self, p: &str, end: u64, new: u64) -> Result<()> {
+        if let Some(max) = self.mount.max_file_size() {
+            if end > max {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    self.ctx(p),
+                    format!("larger than the {max} bytes this backend holds in one file"),
+                ));
+            }
+        }
+        if let Some((max, used)) = self.mount.memory_usage() {
+            if used.saturating_add(new) > max {
+                return Err(Error::new(
+                    ErrorKind::NoSpace,
+                    self.ctx(p),
+                    format!("no space left: the mount's max_size of {max} bytes is used"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Data was written to `p` through an open file: what is cached of it is stale.
     pub(super) fn wrote(&self, p: &str) {
         self.fs.cache.invalidate(&self.target(p));
@@ -323,8 +349,26 @@ impl Object<'_> {
         self.fs.listings.forget(&self.target(path::parent(p)));
     }
 
+    /// A memory mount's budget and what its files take; constants for stores with no
+    /// fixed size.
+    pub(super) fn statfs(&self) -> Statfs {
+        match self.mount.memory_usage() {
+            Some((max, used)) => Statfs {
+                blocks: max / 4096,
+                bfree: max.saturating_sub(used) / 4096,
+                bavail: max.saturating_sub(used) / 4096,
+                files: 1 << 32,
+                ffree: 1 << 32,
+                bsize: 4096,
+                namelen: 255,
+                frsize: 4096,
+            },
+            None => Self::unbounded(),
+        }
+    }
+
     /// Figures of a store with no fixed size: generous constants.
-    pub(super) fn statfs() -> Statfs {
+    pub(super) fn unbounded() -> Statfs {
         Statfs {
             blocks: 1 << 40,
             bfree: 1 << 40,

@@ -481,11 +481,10 @@ impl OpenFile {
                 ..
             } => {
                 if *shared {
-                    // the store holds these pages: change a copy of them
-                    let size = file.metadata().map_err(|e| io_err("staged copy", e))?.len();
+                    // the store holds this file: change a copy of it (its data only: holes
+                    // stay holes)
                     let copy = staging_file(&self.mount, cache_dir)?;
-                    copy.write_all_at(&map_file(file, size)?, 0)
-                        .map_err(|e| io_err("staged copy", e))?;
+                    copy_sparse(file, &copy).map_err(|e| io_err("staged copy", e))?;
                     *file = Arc::new(copy);
                     *shared = false;
                 }
@@ -514,6 +513,12 @@ impl OpenFile {
         };
         let ctx = self.mount.ctx(path);
         if prefix < old {
+            // The staged copy is sized first and only the chunks that hold data are written:
+            // a hole of the object stays a hole here (in memory or on disk).
+            let len = file.metadata().map_err(|e| io_err(&ctx, e))?.len();
+            if len < old {
+                file.set_len(old).map_err(|e| io_err(&ctx, e))?;
+            }
             let reader = self.mount.reader(path).await?;
             let (mut off, mut old) = (prefix, old);
             while off < old {
@@ -530,7 +535,9 @@ impl OpenFile {
                 if buf.is_empty() {
                     break;
                 }
-                file.write_all_at(&buf, off).map_err(|e| io_err(&ctx, e))?;
+                if buf.iter().any(|b| *b != 0) {
+                    file.write_all_at(&buf, off).map_err(|e| io_err(&ctx, e))?;
+                }
                 off += buf.len() as u64;
             }
         }
@@ -716,10 +723,10 @@ impl OpenFile {
                             self.set_posix(|p| *p = posix.clone());
                         }
                         if self.mount.is_memory() && size >= MAP_MIN {
-                            // the store keeps a mapping of the staged pages: no copy
+                            // the store keeps the staged memory file: no copy, and holes
+                            // stay holes
                             self.mount
-                                .write_with_meta(path, map_file(file, size)?, &posix)
-                                .await?;
+                                .put_memory_file(path, file.clone(), size, &posix)?;
                             *shared = true;
                         } else if self.mount.is_memory() {
                             // small: one copy costs less than a mapping and its unmapping
@@ -767,55 +774,40 @@ pub(super) fn staging_file(mount: &Mount, cache_dir: &Path) -> Result<File> {
 /// shootdown across the daemon's threads).
 const MAP_MIN: u64 = 1 << 20;
 
-/// A read-only shared mapping of a staged file's first `len` bytes.
-struct Mapping {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-// SAFETY: the mapping is read-only and owned by this value alone until it is unmapped.
-unsafe impl Send for Mapping {}
-// SAFETY: as above; `&[u8]` views of read-only memory may be shared between threads.
-unsafe impl Sync for Mapping {}
-
-impl AsRef<[u8]> for Mapping {
-    fn as_ref(&self) -> &[u8] {
-        // SAFETY: ptr maps len readable bytes for the life of self.
-        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len come from a successful mmap and are unmapped once.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
-
-/// The first `len` bytes of `file` as `Bytes` without a copy. The pages stay shared with
-/// the file: the caller must not change the file while the bytes live (see `shared`).
-fn map_file(file: &File, len: u64) -> Result<Bytes> {
+/// Copy `from` into the empty `to`: its size, and the bytes of its data ranges only
+/// (SEEK_DATA / SEEK_HOLE), so that a hole takes no memory in the copy either.
+fn copy_sparse(from: &File, to: &File) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    if len == 0 {
-        return Ok(Bytes::new());
+    let size = from.metadata()?.len();
+    to.set_len(size)?;
+    let fd = from.as_raw_fd();
+    let mut pos: i64 = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    while (pos as u64) < size {
+        // SAFETY: lseek on a descriptor we hold.
+        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole is left
+            }
+            return Err(e);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut off = data as u64;
+        while off < hole as u64 {
+            let n = buf.len().min((hole as u64 - off) as usize);
+            from.read_exact_at(&mut buf[..n], off)?;
+            to.write_all_at(&buf[..n], off)?;
+            off += n as u64;
+        }
+        pos = hole;
     }
-    let len = usize::try_from(len)
-        .map_err(|_| Error::new(ErrorKind::Backend, "staged copy", "too large to map"))?;
-    // SAFETY: a fresh read-only shared mapping of a file we hold open; checked below.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(io_err("staged copy", std::io::Error::last_os_error()));
-    }
-    Ok(Bytes::from_owner(Mapping { ptr, len }))
+    Ok(())
 }
 
 async fn upload(mount: &Mount, path: &str, file: &File, size: u64, meta: &PosixMeta) -> Result<()> {
