@@ -472,3 +472,30 @@ async fn memory_upload_shares_pages_and_later_changes_copy_them() {
     assert!(store.read_all("f").await.unwrap() == want);
     assert_eq!(read_file(&fs, ino).await, want);
 }
+
+/// `--mount NAME`: one mount served at the root, which is then the mount's own directory.
+#[tokio::test]
+async fn one_mount_served_at_the_root() {
+    let fs = Fs::new(
+        vec![Mount::new(MountConfig::memory("only")).unwrap()],
+        FsOptions {
+            single: true,
+            ..FsOptions::default()
+        },
+    )
+    .unwrap();
+    let f = write_file(&fs, ROOT, "top.txt", b"at the root").await;
+    assert_eq!(read_file(&fs, f).await, b"at the root");
+    assert_eq!(fs.lookup(ROOT, n("top.txt")).await.unwrap().0, f);
+    let (d, _) = fs
+        .mkdir(ROOT, n("d"), 0o755, 0o022, Caller::daemon())
+        .await
+        .unwrap();
+    assert!(fs.lookup(d, n("missing")).await.is_err());
+    fs.unlink(ROOT, n("top.txt")).await.unwrap();
+    assert_eq!(
+        fs.lookup(ROOT, n("top.txt")).await.unwrap_err().errno(),
+        libc::ENOENT
+    );
+    assert_eq!(fs.getattr(ROOT).await.unwrap().kind, FileType::Directory);
+}

@@ -194,9 +194,13 @@ pub struct MountArgs {
     /// Threads that serve FUSE requests (default 8; requests on S3 mounts wait on the runtime, not on them).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Mount options, comma separated, as mount(8) takes them (ro, nonempty, allow_other, noatime…).
+    /// Mount options, comma separated, as mount(8) takes them (ro, nonempty, allow_other,
+    /// noatime, fsname=SOURCE, mount=NAME…).
     #[arg(short = 'o', value_delimiter = ',')]
     pub options: Vec<String>,
+    /// Serve only the mount NAME, at the mountpoint's root (like `s3fs bucket /mnt`).
+    #[arg(long, value_name = "NAME")]
+    pub mount: Option<String>,
 }
 
 fn secs(s: &str) -> Result<std::time::Duration, String> {
@@ -220,6 +224,7 @@ impl From<MountArgs> for DaemonOptions {
             cache_dir: a.cache_dir,
             threads: a.threads,
             options: a.options,
+            only: a.mount,
         }
     }
 }

@@ -144,18 +144,24 @@ impl Default for Inodes {
 impl Inodes {
     /// A table holding only the root.
     pub fn new() -> Self {
+        Self::rooted(Target::Root)
+    }
+
+    /// A table whose root inode stands for `root` (a mount's root when one mount is
+    /// served at the mountpoint).
+    pub fn rooted(root: Target) -> Self {
         let mut t = Table::default();
         t.slots.insert(
             ROOT,
             Slot {
-                target: Some(Target::Root),
+                target: Some(root.clone()),
                 others: Vec::new(),
                 key: None,
                 lookups: 1,
                 opens: 0,
             },
         );
-        t.by_target.insert(Target::Root, ROOT);
+        t.by_target.insert(root, ROOT);
         Inodes { t: Mutex::new(t) }
     }
 

@@ -113,6 +113,8 @@ pub struct DaemonOptions {
     pub threads: Option<usize>,
     /// `-o` options.
     pub options: Vec<String>,
+    /// Serve only this mount, at the mountpoint's root (`--mount NAME`, `-o mount=NAME`).
+    pub only: Option<String>,
 }
 
 /// A TTL in seconds: finite and not negative.
@@ -185,7 +187,15 @@ impl DaemonOptions {
             negative_ttl: self.negative_ttl.unwrap_or(attr_ttl),
             read_only: self.read_only || self.options.iter().any(|o| o == "ro"),
             cache_dir: self.cache_dir.clone(),
+            single: self.only_mount().is_some(),
         }
+    }
+
+    /// The one mount to serve at the root, if any: `--mount`, else `-o mount=NAME`.
+    pub fn only_mount(&self) -> Option<&str> {
+        self.only
+            .as_deref()
+            .or_else(|| self.options.iter().find_map(|o| o.strip_prefix("mount=")))
     }
 
     fn fuser_config(&self) -> fuser::Config {
@@ -205,6 +215,18 @@ impl DaemonOptions {
         for o in &self.options {
             match o.as_str() {
                 "ro" | "rw" | "nonempty" | "allow_other" | "" => {}
+                o if o.starts_with("mount=") => {}
+                o if o.starts_with("fsname=") => {
+                    // the mount's source, as /proc/mounts and df show it
+                    c.mount_options.retain(|x| !matches!(x, O::FSName(_)));
+                    c.mount_options
+                        .push(O::FSName(o["fsname=".len()..].to_string()));
+                }
+                o if o.starts_with("subtype=") => {
+                    c.mount_options.retain(|x| !matches!(x, O::Subtype(_)));
+                    c.mount_options
+                        .push(O::Subtype(o["subtype=".len()..].to_string()));
+                }
                 "default_permissions" => c.mount_options.push(O::DefaultPermissions),
                 "noatime" => c.mount_options.push(O::NoAtime),
                 "noexec" => c.mount_options.push(O::NoExec),
@@ -301,7 +323,18 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
         .map_err(|e| Error::from_io("runtime", e))?;
     let storage = AsyncStorageManager::new();
     storage.configure_validated(config)?;
-    let fs = Arc::new(Fs::new(storage.mounts(), opts.fs_options())?);
+    let mut mounts = storage.mounts();
+    if let Some(name) = opts.only_mount() {
+        let names: Vec<String> = mounts.iter().map(|m| m.name().to_string()).collect();
+        mounts.retain(|m| m.name() == name);
+        if mounts.is_empty() {
+            return Err(Error::config(
+                "--mount",
+                format!("no mount named {name:?}; configured: {}", names.join(", ")),
+            ));
+        }
+    }
+    let fs = Arc::new(Fs::new(mounts, opts.fs_options())?);
     // The kernel hands every create its caller's mode with the caller's umask applied (or
     // beside it): the daemon's own umask must take nothing more away. What the daemon makes
     // for itself (staging, its marker, a log file opened before this) has explicit modes.

@@ -153,6 +153,11 @@ impl Fs {
     /// A filesystem over these mounts.
     pub fn new(mounts: Vec<Arc<Mount>>, opts: FsOptions) -> Result<Fs> {
         let cache_dir = CacheDir::new(opts.cache_dir.as_deref())?;
+        let inodes = if opts.single && mounts.len() == 1 {
+            Inodes::rooted(Target::Path(0, String::new()))
+        } else {
+            Inodes::new()
+        };
         let stats = Stats::new(mounts.iter().map(|m| m.name().to_string()).collect());
         // Per mount: S3's cache_ttl, or the daemon's TTLs. Local mounts ask their host
         // directory every time and keep no listings.
@@ -188,7 +193,7 @@ impl Fs {
             mounts,
             stats,
             opts,
-            inodes: Inodes::new(),
+            inodes,
             handles: Handles::default(),
             dirs: DirAttrs::default(),
             cache_dir,
@@ -344,7 +349,7 @@ impl Fs {
     /// The target of a name about to be created, removed or renamed: never in the root,
     /// which lists the mounts.
     fn child_mut(&self, parent: u64, name: &OsStr) -> Result<Target> {
-        if parent == ROOT {
+        if self.target(parent)? == Target::Root {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
                 format!("/{}", name.to_string_lossy()),

@@ -156,6 +156,9 @@ pub struct FsOptions {
     pub read_only: bool,
     /// Where dirty data is staged (a private temp dir when None).
     pub cache_dir: Option<PathBuf>,
+    /// Serve the one mount given at the root (like `s3fs bucket /mnt`) instead of a root
+    /// that lists the mounts.
+    pub single: bool,
 }
 
 impl Default for FsOptions {
@@ -171,6 +174,7 @@ impl Default for FsOptions {
             negative_ttl: Duration::from_secs(1),
             read_only: false,
             cache_dir: None,
+            single: false,
         }
     }
 }
