@@ -843,3 +843,26 @@ fn nix_statvfs(p: &std::path::Path) -> (u64, u64, u64) {
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
     (s.f_blocks, s.f_frsize, s.f_blocks - s.f_bfree)
 }
+
+/// fallocate and copy_file_range reach the host file on local mounts; on object backends
+/// posix_fallocate grows the file, other modes are EOPNOTSUPP and copy_file_range falls back
+/// to the kernel's copy.
+#[test]
+fn fallocate_and_copy_file_range() {
+    for kind in [Kind::Local, Kind::Memory] {
+        let d = Daemon::start(kind);
+        d.sh("fallocate -l 1M f && test $(stat -c %s f) = 1048576");
+        let punched = d.sh("fallocate -p -o 0 -l 4096 f 2>&1 && echo punched || true");
+        match kind {
+            Kind::Local => assert!(punched.contains("punched"), "{punched}"),
+            _ => assert!(punched.contains("unsupported"), "{punched}"),
+        }
+        fs::write(d.path("src"), b"0123456789".repeat(1000)).unwrap();
+        let out = d.sh(
+            "python3 -c \"import os; a=os.open('src', os.O_RDONLY); b=os.open('dst', os.O_WRONLY|os.O_CREAT, 0o644); \
+             n=os.copy_file_range(a, b, 10000, 0, 0); os.close(b); print(n)\"",
+        );
+        assert_eq!(out.trim(), "10000", "{kind:?}");
+        assert_eq!(fs::read(d.path("dst")).unwrap(), b"0123456789".repeat(1000));
+    }
+}

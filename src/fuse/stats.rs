@@ -8,9 +8,29 @@ use crate::error::Error;
 
 /// The FUSE operations counted, in report order.
 pub const OPS: &[&str] = &[
-    "lookup", "getattr", "setattr", "readlink", "mkdir", "unlink", "rmdir", "symlink", "rename",
-    "link", "open", "read", "write", "flush", "release", "fsync", "opendir", "readdir", "statfs",
-    "create", "mknod",
+    "lookup",
+    "getattr",
+    "setattr",
+    "readlink",
+    "mkdir",
+    "unlink",
+    "rmdir",
+    "symlink",
+    "rename",
+    "link",
+    "open",
+    "read",
+    "write",
+    "flush",
+    "release",
+    "fsync",
+    "opendir",
+    "readdir",
+    "statfs",
+    "create",
+    "mknod",
+    "fallocate",
+    "copy_file_range",
 ];
 
 /// Counters of one mount.

@@ -72,6 +72,86 @@ impl Fs {
         Ok(n)
     }
 
+    /// fallocate(2). On a host file, the host does it (every mode it supports). On object
+    /// backends, mode 0 (posix_fallocate) grows the file as a truncate would and
+    /// FALLOC_FL_KEEP_SIZE alone has nothing to reserve; other modes (punching holes,
+    /// collapsing or zeroing ranges) are EOPNOTSUPP.
+    pub async fn fallocate(&self, ino: u64, fh: u64, off: u64, len: u64, mode: i32) -> Result<()> {
+        let h = self.handles.file(fh)?;
+        let ctx = || format!("inode {ino}");
+        if let Some(native) = h.file.native_file() {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a descriptor we hold; the other arguments are plain integers.
+            let r = unsafe {
+                libc::fallocate(
+                    native.as_raw_fd(),
+                    mode,
+                    off as libc::off_t,
+                    len as libc::off_t,
+                )
+            };
+            if r != 0 {
+                return Err(Error::from_io(ctx(), std::io::Error::last_os_error()));
+            }
+            h.file.native_resized();
+            return Ok(());
+        }
+        match mode {
+            libc::FALLOC_FL_KEEP_SIZE => Ok(()),
+            0 => {
+                let end = off.saturating_add(len);
+                if end <= h.file.size() {
+                    return Ok(());
+                }
+                let set = SetAttr {
+                    size: Some(end),
+                    ..SetAttr::default()
+                };
+                self.setattr(ino, set).await.map(|_| ())
+            }
+            _ => Err(Error::new(
+                ErrorKind::Unsupported,
+                ctx(),
+                "this backend cannot punch, collapse or zero ranges",
+            )),
+        }
+    }
+
+    /// copy_file_range(2) between two host files, by the host (a reflink where the host
+    /// filesystem can). Elsewhere EOPNOTSUPP: the kernel then copies through read and write.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy_file_range(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        ino_out: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+    ) -> Result<u32> {
+        let (a, b) = (self.handles.file(fh_in)?, self.handles.file(fh_out)?);
+        let ctx = || format!("inode {ino_out}");
+        let (Some(src), Some(dst)) = (a.file.native_file(), b.file.native_file()) else {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                ctx(),
+                "copy_file_range is served between local files only",
+            ));
+        };
+        use std::os::fd::AsRawFd;
+        let (mut oi, mut oo) = (off_in as libc::loff_t, off_out as libc::loff_t);
+        let len = len.min(u64::from(u32::MAX) & !0xfff) as usize;
+        // SAFETY: descriptors we hold, offsets we own.
+        let n = unsafe {
+            libc::copy_file_range(src.as_raw_fd(), &mut oi, dst.as_raw_fd(), &mut oo, len, 0)
+        };
+        if n < 0 {
+            return Err(Error::from_io(ctx(), std::io::Error::last_os_error()));
+        }
+        b.file.native_resized();
+        Ok(n as u32)
+    }
+
     pub(super) async fn upload(&self, ino: u64, file: &OpenFile, sync: bool) -> Result<()> {
         let mp = self.open_path(ino);
         let uploaded = file

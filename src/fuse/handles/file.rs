@@ -299,6 +299,15 @@ impl OpenFile {
         self.size.load(Ordering::Acquire)
     }
 
+    /// A host file's size changed outside `write` and `truncate` (fallocate, a copy into it).
+    pub fn native_resized(&self) {
+        if let Some(f) = &self.native {
+            if let Ok(m) = f.metadata() {
+                self.size.store(m.len(), Ordering::Release);
+            }
+        }
+    }
+
     /// Number of open handles.
     pub fn handle_count(&self) -> usize {
         self.handles.load(Ordering::Acquire)
