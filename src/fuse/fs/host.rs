@@ -196,13 +196,11 @@ impl Host<'_> {
     /// open(2) of the host file the inode is now: found by path with renames and unlinks
     /// held off (the target the caller resolved may be stale). The host checks the type.
     pub(super) async fn open(&self, ino: u64, t: &Target, flags: i32) -> Result<Opened> {
-        let acc = flags & libc::O_ACCMODE;
-        let writable = acc != libc::O_RDONLY;
-        let trunc = flags & libc::O_TRUNC != 0;
-        if writable || trunc {
-            self.fs.check_change(t)?;
-        }
-        let append = flags & libc::O_APPEND != 0;
+        let OpenMode {
+            writable,
+            trunc,
+            append,
+        } = self.fs.open_mode(t, flags)?;
         let (fh, h, p) = {
             let _ns = self.fs.ns_stable();
             match self.fs.inodes.target(ino) {

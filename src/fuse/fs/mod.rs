@@ -63,6 +63,13 @@ pub struct Fs {
     sides: Vec<Kind>,
 }
 
+/// What an open asks for.
+struct OpenMode {
+    writable: bool,
+    trunc: bool,
+    append: bool,
+}
+
 /// Which side of the core serves a mount, fixed when the filesystem is made.
 #[derive(Debug)]
 enum Kind {
@@ -477,6 +484,20 @@ impl Fs {
 
     async fn meta_required(&self, t: &Target) -> Result<Meta> {
         self.meta(t).await?.ok_or_else(|| not_found(self.ctx(t)))
+    }
+
+    /// What open's `flags` ask of `t`: a change is checked to be allowed.
+    fn open_mode(&self, t: &Target, flags: i32) -> Result<OpenMode> {
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let trunc = flags & libc::O_TRUNC != 0;
+        if writable || trunc {
+            self.check_change(t)?;
+        }
+        Ok(OpenMode {
+            writable,
+            trunc,
+            append: flags & libc::O_APPEND != 0,
+        })
     }
 
     /// Refuse changes on the root, on read-only filesystems and read-only mounts.

@@ -176,13 +176,11 @@ impl Object<'_> {
             }
         };
         let new_file = new_file.is_some();
-        let acc = flags & libc::O_ACCMODE;
-        let writable = acc != libc::O_RDONLY;
-        let trunc = flags & libc::O_TRUNC != 0;
-        if writable || trunc {
-            self.fs.check_change(t)?;
-        }
-        let append = flags & libc::O_APPEND != 0;
+        let OpenMode {
+            writable,
+            trunc,
+            append,
+        } = self.fs.open_mode(t, flags)?;
         let (fh, h) = self.fs.handles.open_object(
             ino,
             self.mount,
