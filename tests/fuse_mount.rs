@@ -866,3 +866,20 @@ fn fallocate_and_copy_file_range() {
         assert_eq!(fs::read(d.path("dst")).unwrap(), b"0123456789".repeat(1000));
     }
 }
+
+/// The mount shows as type fuse.genro-storage with the source `-o fsname=` names (what
+/// xfstests, `findmnt -t` and `df` go by).
+#[test]
+fn the_mount_is_typed_and_named() {
+    let d = Daemon::start_with(Kind::Memory, &["-o", "fsname=genro-test-source"], |c| c);
+    let want = d.mnt.to_str().unwrap().to_string();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some(want.as_str()))
+        .expect("the mount is in mountinfo");
+    assert!(
+        line.contains(" - fuse.genro-storage genro-test-source "),
+        "{line}"
+    );
+}

@@ -88,6 +88,62 @@ fn keep_heap_small() {
     }
 }
 
+/// As root, mount `/dev/fuse` at `mnt` ourselves with the type `fuse.genro-storage` (fuser's
+/// own mount call always names the type `fuse`, and xfstests and `findmnt -t` look for the
+/// subtype). None when not root: fuser then mounts through fusermount3.
+fn mount_typed(mnt: &Path, opts: &DaemonOptions) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    Some((|| {
+        use std::os::fd::{AsRawFd, OwnedFd};
+        use std::os::unix::fs::PermissionsExt;
+        let rootmode = std::fs::metadata(mnt)?.permissions().mode() & libc::S_IFMT;
+        let dev = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")?;
+        let fd = OwnedFd::from(dev);
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let mut data = format!(
+            "fd={},rootmode={rootmode:o},user_id={uid},group_id={gid}",
+            fd.as_raw_fd()
+        );
+        let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+        let (source, kernel_opts, mflags) = opts.kernel_mount();
+        for o in kernel_opts {
+            data.push(',');
+            data.push_str(&o);
+        }
+        flags |= mflags;
+        let c =
+            |s: &str| CString::new(s).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL));
+        let (src, target, fstype, data) = (
+            c(&source)?,
+            CString::new(mnt.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?,
+            c("fuse.genro-storage")?,
+            c(&data)?,
+        );
+        // SAFETY: four valid NUL-terminated strings and plain flags.
+        let r = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                flags,
+                data.as_ptr().cast(),
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(fd)
+    })())
+}
+
 /// Daemon settings: the `[fuse]` table, overridden by command-line flags.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonOptions {
@@ -196,6 +252,44 @@ impl DaemonOptions {
         self.only
             .as_deref()
             .or_else(|| self.options.iter().find_map(|o| o.strip_prefix("mount=")))
+    }
+
+    /// Who may enter: everyone with allow_other (`-o allow_other` too), else the owner.
+    fn acl(&self) -> fuser::SessionACL {
+        if self.allow_other || self.options.iter().any(|o| o == "allow_other") {
+            fuser::SessionACL::All
+        } else {
+            fuser::SessionACL::Owner
+        }
+    }
+
+    /// For our own mount(2): the source, the kernel's options and the mount flags that the
+    /// options ask for (the same as `fuser_config` gives fuser).
+    fn kernel_mount(&self) -> (String, Vec<String>, libc::c_ulong) {
+        use fuser::MountOption as O;
+        let mut source = "genro-storage".to_string();
+        let mut opts = Vec::new();
+        let mut flags: libc::c_ulong = 0;
+        for o in self.fuser_config().mount_options {
+            match o {
+                O::FSName(n) => source = n,
+                O::Subtype(_) => {}
+                O::RO => flags |= libc::MS_RDONLY,
+                O::NoAtime => flags |= libc::MS_NOATIME,
+                O::NoExec => flags |= libc::MS_NOEXEC,
+                O::NoSuid => flags |= libc::MS_NOSUID,
+                O::NoDev => flags |= libc::MS_NODEV,
+                O::Sync => flags |= libc::MS_SYNCHRONOUS,
+                O::DirSync => flags |= libc::MS_DIRSYNC,
+                O::DefaultPermissions => opts.push("default_permissions".to_string()),
+                O::CUSTOM(c) => opts.push(c),
+                _ => {}
+            }
+        }
+        if matches!(self.acl(), fuser::SessionACL::All) {
+            opts.push("allow_other".to_string());
+        }
+        (source, opts, flags)
     }
 
     fn fuser_config(&self) -> fuser::Config {
@@ -342,8 +436,15 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
     unsafe { libc::umask(0) };
     keep_heap_small();
     let adapter = adapter::Adapter::new(fs.clone(), rt.handle().clone());
-    let session = fuser::Session::new(adapter, &mnt, &opts.fuser_config())
-        .map_err(|e| mount_err(&mnt, format!("mount failed: {e}")))?;
+    let session = match mount_typed(&mnt, &opts) {
+        // as root: our own mount(2), so that the type shows as fuse.genro-storage
+        Some(Ok(fd)) => fuser::Session::from_fd(adapter, fd, opts.acl(), opts.fuser_config())
+            .map_err(|e| mount_err(&mnt, format!("mount failed: {e}")))?,
+        Some(Err(e)) => return Err(mount_err(&mnt, format!("mount failed: {e}"))),
+        // otherwise fuser's mount (fusermount3 for other users), typed plain fuse
+        None => fuser::Session::new(adapter, &mnt, &opts.fuser_config())
+            .map_err(|e| mount_err(&mnt, format!("mount failed: {e}")))?,
+    };
     let bg = session
         .spawn()
         .map_err(|e| mount_err(&mnt, format!("cannot start the session: {e}")))?;
