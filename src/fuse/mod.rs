@@ -440,9 +440,12 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
         // as root: our own mount(2), so that the type shows as fuse.genro-storage
         Some(Ok(fd)) => fuser::Session::from_fd(adapter, fd, opts.acl(), opts.fuser_config())
             .map_err(|e| mount_err(&mnt, format!("mount failed: {e}")))?,
-        Some(Err(e)) => return Err(mount_err(&mnt, format!("mount failed: {e}"))),
-        // otherwise fuser's mount (fusermount3 for other users), typed plain fuse
-        None => fuser::Session::new(adapter, &mnt, &opts.fuser_config())
+        Some(Err(e)) if e.raw_os_error() != Some(libc::EPERM) => {
+            return Err(mount_err(&mnt, format!("mount failed: {e}")))
+        }
+        // otherwise (another user, or root without CAP_SYS_ADMIN, as in some containers)
+        // fuser's mount, through fusermount3 where needed, typed plain fuse
+        _ => fuser::Session::new(adapter, &mnt, &opts.fuser_config())
             .map_err(|e| mount_err(&mnt, format!("mount failed: {e}")))?,
     };
     let bg = session
