@@ -377,10 +377,34 @@ pub struct FuseConfig {
     pub negative_ttl: Option<f64>,
     /// Where dirty data is staged.
     pub cache_dir: Option<PathBuf>,
+    /// The most staged data may take in `cache_dir` (bytes, or a size such as `"20GiB"`).
+    pub cache_max_size: Option<SizeValue>,
     /// Worker threads of the runtime.
     pub threads: Option<usize>,
     /// Extra mount options, as `-o` takes them.
     pub options: Option<Vec<String>>,
+}
+
+/// A size as TOML gives it: bytes, or a string such as `"512MiB"` (see [`parse_size`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    /// A number of bytes.
+    Bytes(u64),
+    /// A size with a suffix.
+    Text(String),
+}
+
+impl SizeValue {
+    /// The size in bytes, above 0.
+    pub fn bytes(&self) -> std::result::Result<u64, String> {
+        match self {
+            SizeValue::Bytes(b) if *b > 0 => Ok(*b),
+            SizeValue::Bytes(_) => Err("expected a size above 0".into()),
+            SizeValue::Text(t) => parse_size(t)
+                .ok_or_else(|| format!("{t:?} is not a size such as 512MiB, 2G or 1000000")),
+        }
+    }
 }
 
 /// A validated configuration.

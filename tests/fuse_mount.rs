@@ -833,6 +833,31 @@ fn a_memory_mount_keeps_to_its_budget_and_holes_take_no_memory() {
         grew < 16 << 20,
         "reading a 1 GiB hole raised RSS by {grew} bytes"
     );
+    // one file written past the budget before its first close: what it has staged counts
+    let out = d.sh("head -c 100M /dev/zero 2>&1 >one || echo refused");
+    assert!(out.contains("No space left"), "{out}");
+    d.sh("rm -f one");
+    let st = nix_statvfs(&d.path(""));
+    assert!(
+        st.2 * st.1 < 1 << 20,
+        "the staged copy's bytes are returned: {} used",
+        st.2 * st.1
+    );
+}
+
+#[test]
+fn object_staging_keeps_to_cache_max_size() {
+    // an S3 mount stages what is written in the cache dir: at most --cache-max-size of it
+    let d = Daemon::start_with(Kind::S3, &["--cache-max-size", "8MiB"], |c| c);
+    let out = d.sh("head -c 20M /dev/urandom 2>&1 >big || echo refused");
+    assert!(out.contains("No space left"), "{out}");
+    assert!(out.contains("refused"), "{out}");
+    d.sh("rm -f big");
+    // the refused file's staged bytes were returned: files within the budget still fit
+    for i in 0..3 {
+        d.sh(&format!("head -c 4M /dev/urandom > f{i}"));
+    }
+    assert_eq!(d.sh("cat f0 f1 f2 | wc -c").trim(), "12582912");
 }
 
 /// (f_blocks, f_frsize, blocks used) of a path.

@@ -191,6 +191,10 @@ pub struct MountArgs {
     /// Where dirty data is staged (default: a private temp dir).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// The most staged data may take in the cache dir, such as 20GiB (default: half the
+    /// free space of its filesystem at start); writes past it fail with ENOSPC.
+    #[arg(long, value_parser = size)]
+    pub cache_max_size: Option<u64>,
     /// Threads that serve FUSE requests (default 8; requests on S3 mounts wait on the runtime, not on them).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -201,6 +205,11 @@ pub struct MountArgs {
     /// Serve only the mount NAME, at the mountpoint's root (like `s3fs bucket /mnt`).
     #[arg(long, value_name = "NAME")]
     pub mount: Option<String>,
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    crate::config::parse_size(s)
+        .ok_or_else(|| format!("{s:?} is not a size such as 512MiB, 2G or 1000000"))
 }
 
 fn secs(s: &str) -> Result<std::time::Duration, String> {
@@ -222,6 +231,7 @@ impl From<MountArgs> for DaemonOptions {
             attr_ttl: a.attr_ttl,
             negative_ttl: a.negative_ttl,
             cache_dir: a.cache_dir,
+            cache_max_size: a.cache_max_size,
             threads: a.threads,
             options: a.options,
             only: a.mount,

@@ -78,6 +78,9 @@ pub struct MemStore {
     map: Mutex<Tree>,
     /// The most its objects may take together, in bytes (`max_size`).
     max: u64,
+    /// What copies staged outside the store take (the daemon's files being written, kept in
+    /// RAM too): counted against the same budget.
+    staged: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for MemStore {
@@ -180,17 +183,28 @@ impl MemStore {
         MemStore {
             map: Mutex::default(),
             max,
+            staged: Arc::default(),
         }
     }
 
-    /// (budget, bytes used): for statfs.
+    /// (budget, bytes used by the objects and the staged copies): for statfs.
     pub fn usage(&self) -> (u64, u64) {
-        (self.max, self.lock().used)
+        (self.max, self.lock().used.saturating_add(self.staged()))
+    }
+
+    /// The counter that copies staged outside the store charge (see `usage`).
+    pub fn staging_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.staged.clone()
+    }
+
+    fn staged(&self) -> u64 {
+        self.staged.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Would `add` more bytes in place of `old` ones fit in the budget?
     fn fits(&self, tree: &Tree, add: u64, old: u64) -> Result<()> {
-        if tree.used.saturating_sub(old).saturating_add(add) > self.max {
+        let used = tree.used.saturating_add(self.staged());
+        if used.saturating_sub(old).saturating_add(add) > self.max {
             return Err(Error::new(
                 ErrorKind::Unexpected,
                 format!(

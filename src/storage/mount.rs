@@ -732,6 +732,12 @@ impl Mount {
         self.mem.as_ref().map(|m| m.usage())
     }
 
+    /// Memory mounts: the counter that copies staged in RAM outside the store charge, so
+    /// that they count against `max_size` too.
+    pub fn memory_staging(&self) -> Option<Arc<std::sync::atomic::AtomicU64>> {
+        self.mem.as_ref().map(|m| m.staging_counter())
+    }
+
     /// A streaming writer (multipart on S3, parallel parts).
     pub async fn writer(&self, path: &str) -> Result<opendal::Writer> {
         self.writer_for(path, 0, &PosixMeta::default()).await

@@ -141,7 +141,7 @@ impl Object<'_> {
     /// Truncate: through the open file, uploaded at once (a release racing with this
     /// truncate may have passed already), or through a detached one.
     async fn truncate(&self, ino: u64, p: &str, size: u64, current: &Meta) -> Result<()> {
-        let cache = self.fs.cache_dir.path();
+        let cache = &self.fs.cache_dir;
         match self.fs.handles.open_file(ino) {
             Some(f) => {
                 f.truncate(Some(p), cache, size).await?;
@@ -188,11 +188,11 @@ impl Object<'_> {
             posix,
             writable,
             append,
-            new_file.then(|| self.fs.cache_dir.path()),
+            new_file.then_some(&self.fs.cache_dir),
         )?;
         self.fs.inodes.open(ino);
         if trunc && size > 0 {
-            if let Err(e) = h.file.truncate(Some(p), self.fs.cache_dir.path(), 0).await {
+            if let Err(e) = h.file.truncate(Some(p), &self.fs.cache_dir, 0).await {
                 self.fs.release(ino, fh).await.ok();
                 return Err(e);
             }

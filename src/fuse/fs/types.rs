@@ -156,9 +156,13 @@ pub struct FsOptions {
     pub read_only: bool,
     /// Where dirty data is staged (a private temp dir when None).
     pub cache_dir: Option<PathBuf>,
+    /// The most staged data may take there (default: half the free space it has at start).
+    pub cache_max_size: Option<u64>,
     /// Serve the one mount given at the root (like `s3fs bucket /mnt`) instead of a root
     /// that lists the mounts.
     pub single: bool,
+    /// The mount is `noatime`: local mounts open host files with O_NOATIME.
+    pub noatime: bool,
 }
 
 impl Default for FsOptions {
@@ -174,7 +178,9 @@ impl Default for FsOptions {
             negative_ttl: Duration::from_secs(1),
             read_only: false,
             cache_dir: None,
+            cache_max_size: None,
             single: false,
+            noatime: false,
         }
     }
 }

@@ -4,12 +4,12 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use super::staging::{CacheDir, Charge};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::mount::{Mount, CHUNK};
 use crate::storage::posix::PosixMeta;
@@ -73,6 +73,9 @@ enum Body {
         /// Memory mounts: the last upload handed the staged file's own pages to the store
         /// (a read-only mapping, no copy); the next change copies them first.
         shared: bool,
+        /// What the staged copy takes, charged to the cache directory's budget (or to the
+        /// memory mount's); cleared while the store holds it (`shared`).
+        charge: Charge,
     },
 }
 
@@ -212,13 +215,14 @@ impl OpenFile {
 
     /// A new file on an object backend, staged empty and dirty (its first upload happens at
     /// close).
-    pub(super) fn new_staged(mount: Arc<Mount>, file: File, posix: PosixMeta) -> Self {
+    pub(super) fn new_staged(mount: Arc<Mount>, staged: (File, Charge), posix: PosixMeta) -> Self {
         let body = Body::Staged {
-            file: Arc::new(file),
+            file: Arc::new(staged.0),
             dirty: true,
             stream: Stream::Unstarted,
             base: None,
             shared: false,
+            charge: staged.1,
         };
         let f = OpenFile::new(mount, body, 0, posix);
         f.touched();
@@ -292,6 +296,15 @@ impl OpenFile {
             }
         }
         Some(slot)
+    }
+
+    /// Is the kernel's I/O on this file going straight to the host file? (Then writes
+    /// through a shared mapping change the host's mtime without the daemon seeing them.)
+    pub fn is_passthrough(&self) -> bool {
+        self.backing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// The size as this file's handles see it.
@@ -459,11 +472,11 @@ impl OpenFile {
     async fn writable_body<'a>(
         &self,
         body: &'a mut Body,
-        cache_dir: &Path,
+        cache: &CacheDir,
         keep: bool,
     ) -> Result<&'a File> {
         if let Body::Remote = body {
-            let file = staging_file(&self.mount, cache_dir)?;
+            let (file, charge) = staging_file(&self.mount, cache)?;
             let size = self.size.load(Ordering::Acquire);
             let base = (keep && size > 0).then_some(Base {
                 old: size,
@@ -478,6 +491,7 @@ impl OpenFile {
                 stream: Stream::Unstarted,
                 base,
                 shared: false,
+                charge,
             };
             self.staged.store(true, Ordering::Release);
         }
@@ -487,14 +501,23 @@ impl OpenFile {
                 file,
                 dirty,
                 shared,
+                charge,
                 ..
             } => {
                 if *shared {
                     // the store holds this file: change a copy of it (its data only: holes
                     // stay holes)
-                    let copy = staging_file(&self.mount, cache_dir)?;
+                    let (copy, mut c) = staging_file(&self.mount, cache)?;
+                    let held = file.metadata().map_err(|e| io_err("staged copy", e))?;
+                    c.may_add(
+                        &self.mount,
+                        "staged copy",
+                        std::os::unix::fs::MetadataExt::blocks(&held) * 512,
+                    )?;
                     copy_sparse(file, &copy).map_err(|e| io_err("staged copy", e))?;
+                    c.settle(&copy);
                     *file = Arc::new(copy);
+                    *charge = c;
                     *shared = false;
                 }
                 *dirty = true;
@@ -508,7 +531,9 @@ impl OpenFile {
     /// written in order from offset 0. After this the staged copy is the whole file.
     async fn fill_base(&self, body: &mut Body, path: &str) -> Result<()> {
         match body {
-            Body::Staged { file, base, .. } => self.fetch_base(file, base, path).await,
+            Body::Staged {
+                file, base, charge, ..
+            } => self.fetch_base(file, base, charge, path).await,
             _ => Ok(()),
         }
     }
@@ -516,7 +541,13 @@ impl OpenFile {
     /// [`OpenFile::fill_base`] on the parts of a staged body. `base` is cleared only once
     /// every byte arrived: after a failure the next flush fetches again, and never uploads
     /// the staged prefix alone in place of the whole object.
-    async fn fetch_base(&self, file: &File, base: &mut Option<Base>, path: &str) -> Result<()> {
+    async fn fetch_base(
+        &self,
+        file: &File,
+        base: &mut Option<Base>,
+        charge: &mut Charge,
+        path: &str,
+    ) -> Result<()> {
         let Some(Base { old, prefix }) = *base else {
             return Ok(());
         };
@@ -545,7 +576,10 @@ impl OpenFile {
                     break;
                 }
                 if buf.iter().any(|b| *b != 0) {
+                    // (a chunk at a time: the object's holes take nothing here either)
+                    charge.may_add(&self.mount, &ctx, buf.len() as u64)?;
                     file.write_all_at(&buf, off).map_err(|e| io_err(&ctx, e))?;
+                    charge.settle(file);
                 }
                 off += buf.len() as u64;
             }
@@ -566,21 +600,25 @@ impl OpenFile {
     pub async fn write(
         &self,
         path: &str,
-        cache_dir: &Path,
+        cache: &CacheDir,
         fh: &FileHandle,
         off: u64,
         data: &[u8],
     ) -> Result<u32> {
         let err = |e| io_err(&self.mount.ctx(path), e);
         let mut body = self.body.lock().await;
-        self.writable_body(&mut body, cache_dir, true).await?;
+        self.writable_body(&mut body, cache, true).await?;
         if fh.append || !Self::continues(&body, off) {
             self.fill_base(&mut body, path).await?;
         }
-        let (Body::Native(f) | Body::Staged { file: f, .. }) = &*body else {
-            unreachable!("writable above")
+        let f = match &*body {
+            Body::Native(f) => f.clone(),
+            Body::Staged { file, charge, .. } => {
+                charge.may_add(&self.mount, &self.mount.ctx(path), data.len() as u64)?;
+                file.clone()
+            }
+            Body::Remote => unreachable!("writable above"),
         };
-        let f = f.clone();
         let off = if fh.append {
             f.metadata().map_err(err)?.len()
         } else {
@@ -592,7 +630,15 @@ impl OpenFile {
         }
         let end = off + data.len() as u64;
         self.size.fetch_max(end, Ordering::AcqRel);
-        if let Body::Staged { stream, base, .. } = &mut *body {
+        if let Body::Staged {
+            stream,
+            base,
+            charge,
+            file,
+            ..
+        } = &mut *body
+        {
+            charge.settle(file);
             if let Some(b) = base {
                 b.prefix = end;
             }
@@ -644,10 +690,10 @@ impl OpenFile {
 
     /// Set the size (grow with zeros or shrink). `path` is None for an unlinked file: then
     /// only what is staged can be kept (the object it came from is gone).
-    pub async fn truncate(&self, path: Option<&str>, cache_dir: &Path, size: u64) -> Result<()> {
+    pub async fn truncate(&self, path: Option<&str>, cache: &CacheDir, size: u64) -> Result<()> {
         let ctx = self.mount.ctx(path.unwrap_or("(unlinked)"));
         let mut body = self.body.lock().await;
-        self.writable_body(&mut body, cache_dir, size > 0).await?;
+        self.writable_body(&mut body, cache, size > 0).await?;
         match path {
             Some(path) => self.fill_base(&mut body, path).await?,
             None if matches!(&*body, Body::Staged { base: Some(_), .. }) => {
@@ -667,7 +713,14 @@ impl OpenFile {
         if self.native.is_none() {
             self.touched();
         }
-        if let Body::Staged { stream, .. } = &mut *body {
+        if let Body::Staged {
+            stream,
+            charge,
+            file,
+            ..
+        } = &mut *body
+        {
+            charge.settle(file);
             stream.stop(&self.mount);
         }
         Ok(())
@@ -692,6 +745,7 @@ impl OpenFile {
                 stream,
                 base,
                 shared,
+                charge,
             } => {
                 let Some(path) = path else {
                     stream.stop(&self.mount);
@@ -702,7 +756,7 @@ impl OpenFile {
                     return Ok(false);
                 }
                 // an in-order overwrite that stopped short of the old end: fetch the rest
-                self.fetch_base(file, base, path).await?;
+                self.fetch_base(file, base, charge, path).await?;
                 let size = file
                     .metadata()
                     .map_err(|e| io_err(&self.mount.ctx(path), e))?
@@ -733,18 +787,25 @@ impl OpenFile {
                         }
                         if self.mount.is_memory() && size >= MAP_MIN {
                             // the store keeps the staged memory file: no copy, and holes
-                            // stay holes
+                            // stay holes; it counts against the budget there instead
+                            charge.clear();
                             self.mount
-                                .put_memory_file(path, file.clone(), size, &posix)?;
+                                .put_memory_file(path, file.clone(), size, &posix)
+                                .inspect_err(|_| charge.settle(file))?;
                             *shared = true;
                         } else if self.mount.is_memory() {
                             // small: one copy costs less than a mapping and its unmapping
+                            // (the budget check leaves out the staged copy it replaces)
                             let mut buf = vec![0u8; size as usize];
                             file.read_exact_at(&mut buf, 0)
                                 .map_err(|e| io_err(&self.mount.ctx(path), e))?;
-                            self.mount
+                            charge.clear();
+                            let put = self
+                                .mount
                                 .write_with_meta(path, Bytes::from(buf), &posix)
-                                .await?;
+                                .await;
+                            charge.settle(file);
+                            put?;
                         } else {
                             upload(&self.mount, path, file, size, &posix).await?;
                         }
@@ -762,20 +823,22 @@ impl OpenFile {
     }
 }
 
-/// A private, unlinked file to stage a file being written: in the cache directory, or in
-/// RAM (memfd) for memory mounts, whose data lives in RAM anyway.
-pub(super) fn staging_file(mount: &Mount, cache_dir: &Path) -> Result<File> {
-    if mount.is_memory() {
+/// A private, unlinked file to stage a file being written, with the charge it holds: in
+/// RAM (memfd) for memory mounts, whose data lives in RAM anyway, charged to the mount's
+/// budget; otherwise in the cache directory, charged to its budget.
+pub(super) fn staging_file(mount: &Mount, cache: &CacheDir) -> Result<(File, Charge)> {
+    if let Some(counter) = mount.memory_staging() {
         // SAFETY: a valid NUL-terminated name; the returned descriptor is owned by the File.
         let fd = unsafe { libc::memfd_create(c"genro-staging".as_ptr(), libc::MFD_CLOEXEC) };
         if fd >= 0 {
             use std::os::fd::FromRawFd;
             // SAFETY: fd is a fresh descriptor that nothing else owns.
-            return Ok(unsafe { File::from_raw_fd(fd) });
+            return Ok((unsafe { File::from_raw_fd(fd) }, Charge::new(counter)));
         }
     }
-    tempfile::tempfile_in(cache_dir)
-        .map_err(|e| Error::from_io(format!("cache dir {}", cache_dir.display()), e))
+    let file = tempfile::tempfile_in(cache.path())
+        .map_err(|e| Error::from_io(format!("cache dir {}", cache.path().display()), e))?;
+    Ok((file, cache.charge()))
 }
 
 /// Memory mounts: staged files at least this large are handed to the store as a mapping;

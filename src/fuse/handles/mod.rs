@@ -1,12 +1,12 @@
 //! Open files and directories: the table of handles (files and directories) and of the
 //! per-inode [`OpenFile`] their handles share, so dup'd descriptors and other handles read
-//! their writes; and the directory where staged data goes.
+//! their writes.
 
 mod file;
+mod staging;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +17,7 @@ use crate::storage::posix::PosixMeta;
 
 use file::staging_file;
 pub use file::{FileHandle, OpenFile};
+pub use staging::{remove_orphans, CacheDir, Charge};
 
 /// A directory entry snapshot taken by opendir.
 #[derive(Debug, Clone)]
@@ -34,8 +35,32 @@ pub struct DirEntry<M> {
 pub struct DirHandle<M> {
     /// The directory's inode.
     pub ino: u64,
-    /// The entries, `.` and `..` first.
-    pub entries: Arc<Vec<DirEntry<M>>>,
+    /// The directory's attributes at opendir (for fstat once it is removed).
+    meta: M,
+    /// The entries, `.` and `..` first: the listing taken by the last read from offset 0.
+    entries: Mutex<Arc<Vec<DirEntry<M>>>>,
+    /// A listing was taken.
+    listed: std::sync::atomic::AtomicBool,
+}
+
+impl<M> DirHandle<M> {
+    /// The entries as listed last.
+    pub fn entries(&self) -> Arc<Vec<DirEntry<M>>> {
+        lock(&self.entries).clone()
+    }
+
+    /// Must a read from `offset` list the directory? At offset 0 (the first read, or a
+    /// rewinddir(3), which must show the names added since the opendir: POSIX), and when
+    /// nothing was listed yet. Later offsets read the same listing, so they stay stable.
+    pub fn lists_at(&self, offset: u64) -> bool {
+        offset == 0 || !self.listed.load(Ordering::Acquire)
+    }
+
+    /// Keep a new listing.
+    pub fn relist(&self, entries: Vec<DirEntry<M>>) {
+        *lock(&self.entries) = Arc::new(entries);
+        self.listed.store(true, Ordering::Release);
+    }
 }
 
 /// The table of open handles and of per-inode open files.
@@ -159,7 +184,7 @@ impl<M> Handles<M> {
         posix: PosixMeta,
         writable: bool,
         append: bool,
-        new_file: Option<&Path>,
+        new_file: Option<&CacheDir>,
     ) -> Result<(u64, Arc<FileHandle>)> {
         let file = {
             let mut open = lock(&self.open);
@@ -167,11 +192,9 @@ impl<M> Handles<M> {
                 Some(f) => f.clone(),
                 None => {
                     let f = Arc::new(match new_file {
-                        Some(cache_dir) => OpenFile::new_staged(
-                            mount.clone(),
-                            staging_file(mount, cache_dir)?,
-                            posix,
-                        ),
+                        Some(cache) => {
+                            OpenFile::new_staged(mount.clone(), staging_file(mount, cache)?, posix)
+                        }
                         None => OpenFile::detached(mount.clone(), size, posix),
                     });
                     open.insert(ino, f.clone());
@@ -228,14 +251,16 @@ impl<M> Handles<M> {
         Some((h, last))
     }
 
-    /// Store a directory listing; returns its handle.
-    pub fn open_dir(&self, ino: u64, entries: Vec<DirEntry<M>>) -> u64 {
+    /// Open a directory handle on `ino`, whose attributes are `meta`; returns the handle.
+    pub fn open_dir(&self, ino: u64, meta: M) -> u64 {
         let fh = self.next.fetch_add(1, Ordering::Relaxed);
         lock(&self.dirs).insert(
             fh,
             Arc::new(DirHandle {
                 ino,
-                entries: Arc::new(entries),
+                meta,
+                entries: Mutex::default(),
+                listed: Default::default(),
             }),
         );
         fh
@@ -252,171 +277,19 @@ impl<M> Handles<M> {
         })
     }
 
+    /// The attributes an open directory of `ino` had at opendir, if one is open:
+    /// for fstat of a directory removed or replaced while open. (A scan of the open
+    /// directories, on that rare path only.)
+    pub fn open_dir_meta(&self, ino: u64) -> Option<M>
+    where
+        M: Clone,
+    {
+        let dirs = lock(&self.dirs);
+        dirs.values().find(|d| d.ino == ino).map(|d| d.meta.clone())
+    }
+
     /// Drop a directory handle.
     pub fn release_dir(&self, fh: u64) {
         lock(&self.dirs).remove(&fh);
-    }
-}
-
-/// Where staged data goes: a private directory (0700, removed when dropped), or the
-/// `cache_dir` configured. Staged files in it are unlinked from birth, so a daemon that is
-/// killed leaves none behind; a private directory holds an `owner` marker (pid and start
-/// time), by which a later daemon removes the directories of daemons that no longer run.
-#[derive(Debug)]
-pub struct CacheDir {
-    path: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-}
-
-/// The name every private staging directory starts with.
-const PREFIX: &str = "genro-storage-cache-";
-
-impl CacheDir {
-    /// Use `dir` (created 0700 if missing), or a private temp dir.
-    pub fn new(dir: Option<&Path>) -> Result<CacheDir> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        match dir {
-            Some(d) => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(d)
-                    .map_err(|e| Error::from_io(format!("cache dir {}", d.display()), e))?;
-                Ok(CacheDir {
-                    path: d.to_path_buf(),
-                    _tmp: None,
-                })
-            }
-            None => {
-                let tmp = std::env::temp_dir();
-                remove_orphans(&tmp);
-                let t = tempfile::Builder::new()
-                    .prefix(PREFIX)
-                    .permissions(std::fs::Permissions::from_mode(0o700))
-                    .tempdir()
-                    .map_err(|e| Error::from_io("cache dir", e))?;
-                let me = std::process::id();
-                let marker = format!("{me} {}\n", start_time(me).unwrap_or_default());
-                {
-                    use std::io::Write;
-                    use std::os::unix::fs::OpenOptionsExt;
-                    let io = |e| Error::from_io(format!("cache dir {}", t.path().display()), e);
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(t.path().join("owner"))
-                        .and_then(|mut f| f.write_all(marker.as_bytes()))
-                        .map_err(io)?;
-                }
-                Ok(CacheDir {
-                    path: t.path().to_path_buf(),
-                    _tmp: Some(t),
-                })
-            }
-        }
-    }
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// A process's start time (clock ticks since boot, field 22 of `/proc/PID/stat`): with the
-/// pid, it names one process even after the pid is reused.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // the command name (field 2) is in parentheses and may hold spaces
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
-/// Remove the private staging directories in `tmp` that this user's daemons left when they
-/// were killed: those whose `owner` marker names a process that no longer runs. A directory
-/// without a marker, of another user, or of a running daemon is left alone.
-pub fn remove_orphans(tmp: &Path) -> usize {
-    use std::os::unix::fs::MetadataExt;
-    if start_time(std::process::id()).is_none() {
-        return 0; // no /proc: a marker cannot be checked
-    }
-    let Ok(rd) = std::fs::read_dir(tmp) else {
-        return 0;
-    };
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    let mut removed = 0;
-    for e in rd.flatten() {
-        if !e.file_name().to_string_lossy().starts_with(PREFIX) {
-            continue;
-        }
-        let dir = e.path();
-        match std::fs::symlink_metadata(&dir) {
-            Ok(md) if md.is_dir() && md.uid() == uid => {}
-            _ => continue,
-        }
-        let Ok(marker) = std::fs::read_to_string(dir.join("owner")) else {
-            continue;
-        };
-        let mut it = marker.split_whitespace().map(str::parse::<u64>);
-        let (Some(Ok(pid)), Some(Ok(started))) = (it.next(), it.next()) else {
-            continue;
-        };
-        let Ok(pid) = u32::try_from(pid) else {
-            continue;
-        };
-        if start_time(pid) == Some(started) {
-            continue; // still running
-        }
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {
-                removed += 1;
-                tracing::info!(dir = %dir.display(), pid, "removed the staging directory of a daemon that no longer runs");
-            }
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove an orphaned staging directory")
-            }
-        }
-    }
-    removed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn removes_only_the_staging_directories_of_daemons_gone() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mk = |name: &str, marker: Option<String>| {
-            let d = tmp.path().join(name);
-            std::fs::create_dir(&d).unwrap();
-            if let Some(m) = marker {
-                std::fs::write(d.join("owner"), m).unwrap();
-            }
-            d
-        };
-        let me = std::process::id();
-        let alive = mk(
-            &format!("{PREFIX}alive"),
-            Some(format!("{me} {}", start_time(me).unwrap())),
-        );
-        // a pid that runs, but a start time that is not its own: the pid was reused
-        let reused = mk(&format!("{PREFIX}reused"), Some(format!("{me} 1")));
-        let gone = mk(&format!("{PREFIX}gone"), Some("4194304 5".into()));
-        let unmarked = mk(&format!("{PREFIX}unmarked"), None);
-        let other = mk("something-else", Some("4194304 5".into()));
-        assert_eq!(remove_orphans(tmp.path()), 2);
-        assert!(alive.exists() && unmarked.exists() && other.exists());
-        assert!(!reused.exists() && !gone.exists());
-    }
-
-    #[test]
-    fn a_private_staging_directory_is_0700_and_marked() {
-        let c = CacheDir::new(None).unwrap();
-        let mode = std::fs::metadata(c.path()).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
-        let marker = std::fs::read_to_string(c.path().join("owner")).unwrap();
-        assert!(marker.starts_with(&format!("{} ", std::process::id())));
     }
 }
