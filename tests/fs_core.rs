@@ -65,6 +65,7 @@ async fn names(fs: &Fs, dir: u64) -> Vec<String> {
     let fh = fs.opendir(dir).await.unwrap();
     let v = fs
         .readdir(fh, 0)
+        .await
         .unwrap()
         .into_iter()
         .map(|(e, _)| e.name)
@@ -114,11 +115,19 @@ async fn offsets_are_stable_and_readdir_resumes() {
         write_file(&fs, d, &format!("f{i:03}"), b"").await;
     }
     let fh = fs.opendir(d).await.unwrap();
-    let first = fs.readdir(fh, 0).unwrap();
+    let first = fs.readdir(fh, 0).await.unwrap();
     assert_eq!(first.len(), 302);
     let (_, off) = &first[100];
-    let rest = fs.readdir(fh, *off).unwrap();
+    let rest = fs.readdir(fh, *off).await.unwrap();
     assert_eq!(rest[0].0.name, first[101].0.name);
+    // a name added while the directory is open shows after rewinddir (offset 0 again), as
+    // POSIX asks, and not before
+    write_file(&fs, d, "new", b"").await;
+    let rest = fs.readdir(fh, *off).await.unwrap();
+    assert!(rest.iter().all(|(e, _)| e.name != "new"));
+    let again = fs.readdir(fh, 0).await.unwrap();
+    assert_eq!(again.len(), 303);
+    assert!(again.iter().any(|(e, _)| e.name == "new"));
     fs.releasedir(fh);
 }
 

@@ -27,8 +27,6 @@ fn is_mount8_option(o: &str) -> bool {
             | "_netdev"
             | "nofail"
             | "rw"
-            | "dev"
-            | "suid"
             | "exec"
     ) || o.starts_with("x-")
         || o.starts_with("comment=")
@@ -85,11 +83,32 @@ pub fn daemon_args(args: &[OsString]) -> Result<(Vec<OsString>, bool, PathBuf), 
         };
         match k {
             "uid" | "gid" | "threads" => out.extend(flag(k)?),
-            "file_mode" | "dir_mode" | "attr_ttl" | "negative_ttl" | "cache_dir" | "log_level"
-            | "log_file" => out.extend(flag(&k.replace('_', "-"))?),
+            "file_mode" | "dir_mode" | "attr_ttl" | "negative_ttl" | "cache_dir"
+            | "cache_max_size" | "log_level" | "log_file" => {
+                out.extend(flag(&k.replace('_', "-"))?)
+            }
             "read_only" => out.push("--read-only".into()),
             _ => passed.push(o.clone()),
         }
+    }
+    // mount(8) passes nosuid and nodev when asked and drops their defaults (suid, dev): as
+    // root, a mount through fstab gets what mount(8) decided. (`genro-storage mount` itself
+    // mounts nosuid,nodev unless told `suid`, `dev`; fusermount3 forces them for others.)
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let asked = |o: &str| options.iter().any(|x| x == o);
+        if !asked("nosuid") && !asked("user") && !asked("users") {
+            passed.push("suid".into());
+        }
+        if !asked("nodev") && !asked("user") && !asked("users") {
+            passed.push("dev".into());
+        }
+    }
+    // The source shows in /proc/mounts and df, as fstab gave it (xfstests finds its devices by
+    // it); `fsname=` overrides it. A source with a comma cannot travel in -o and is left out.
+    let source = config.to_string_lossy();
+    if !passed.iter().any(|o| o.starts_with("fsname=")) && !source.contains(',') {
+        passed.push(format!("fsname={source}"));
     }
     if !passed.is_empty() {
         out.push("-o".into());
@@ -98,8 +117,81 @@ pub fn daemon_args(args: &[OsString]) -> Result<(Vec<OsString>, bool, PathBuf), 
     Ok((out, foreground, PathBuf::from(mountpoint)))
 }
 
+/// `mount -o remount,…`: change the flags of the mount at `mnt` in place (the daemon keeps
+/// serving; the kernel enforces ro, nosuid, nodev, noexec and the atime flags itself).
+/// Flags the options do not name stay as they are.
+fn remount(mnt: &Path, options: &[String]) -> u8 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(mnt.as_os_str().as_bytes()) else {
+        eprintln!("genro-storage: {}: not a path", mnt.display());
+        return EXIT_USAGE;
+    };
+    // SAFETY: c is a valid path; st is written by statvfs.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        eprintln!(
+            "genro-storage: cannot remount {}: {}",
+            mnt.display(),
+            std::io::Error::last_os_error()
+        );
+        return EXIT_FAILED;
+    }
+    let kept = [
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ];
+    let mut flags = kept
+        .iter()
+        .filter(|(st_flag, _)| st.f_flag & st_flag != 0)
+        .fold(0, |f, (_, ms)| f | ms);
+    for o in options {
+        let (set, clear) = match o.as_str() {
+            "ro" => (libc::MS_RDONLY, 0),
+            "rw" => (0, libc::MS_RDONLY),
+            "nosuid" => (libc::MS_NOSUID, 0),
+            "suid" => (0, libc::MS_NOSUID),
+            "nodev" => (libc::MS_NODEV, 0),
+            "dev" => (0, libc::MS_NODEV),
+            "noexec" => (libc::MS_NOEXEC, 0),
+            "exec" => (0, libc::MS_NOEXEC),
+            "noatime" => (libc::MS_NOATIME, libc::MS_RELATIME),
+            "relatime" => (libc::MS_RELATIME, libc::MS_NOATIME),
+            "strictatime" | "atime" => (0, libc::MS_NOATIME | libc::MS_RELATIME),
+            _ => (0, 0),
+        };
+        flags = (flags | set) & !clear;
+    }
+    // SAFETY: c is a valid path; the other pointers may be null for a remount.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REMOUNT | flags,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        eprintln!(
+            "genro-storage: cannot remount {}: {}",
+            mnt.display(),
+            std::io::Error::last_os_error()
+        );
+        return EXIT_FAILED;
+    }
+    0
+}
+
 /// Run as mount(8)'s helper; returns the exit status.
 pub fn run(args: &[OsString]) -> u8 {
+    if let Some((mnt, options)) = remount_request(args) {
+        return remount(&mnt, &options);
+    }
     let (daemon, foreground, mountpoint) = match daemon_args(args) {
         Ok(x) => x,
         Err(e) => {
@@ -141,6 +233,9 @@ pub fn run(args: &[OsString]) -> u8 {
     let logs_to_file = daemon.iter().any(|a| a == "--log-file");
     if !journal && !logs_to_file {
         cmd.stderr(Stdio::piped());
+        // the pipe closes when the helper returns: once mounted, the daemon points its
+        // stderr at /dev/null rather than write (and fail, and panic) into a closed pipe
+        cmd.env(crate::fuse::DETACH_STDERR, "1");
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -187,14 +282,41 @@ pub fn run(args: &[OsString]) -> u8 {
     }
 }
 
-/// Is a genro-storage filesystem mounted exactly at `p`?
+/// `SOURCE MOUNTPOINT -o remount,…`: the mountpoint and the options, if this is a remount.
+fn remount_request(args: &[OsString]) -> Option<(PathBuf, Vec<String>)> {
+    let mut options = Vec::new();
+    let mut positional = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("-o") => options.extend(it.next()?.to_str()?.split(',').map(str::to_string)),
+            Some(s) if s.starts_with("-o") => options.extend(s[2..].split(',').map(str::to_string)),
+            Some("-t" | "-N") => {
+                it.next();
+            }
+            Some(s) if s.starts_with('-') => {}
+            _ => positional.push(a),
+        }
+    }
+    if !options.iter().any(|o| o == "remount") {
+        return None;
+    }
+    Some((PathBuf::from(positional.last()?), options))
+}
+
+/// Is a FUSE filesystem mounted exactly at `p`? (Its type is `fuse.genro-storage`, or `fuse`
+/// with an empty `subtype=`.)
 fn mounted(p: &Path) -> bool {
     let real = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let want = real.to_string_lossy();
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-        .any(|l| l.split(' ').nth(4) == Some(&want) && l.contains("genro-storage"))
+        .any(|l| {
+            let fstype = l.split(" - ").nth(1).and_then(|t| t.split(' ').next());
+            l.split(' ').nth(4) == Some(&want)
+                && fstype.is_some_and(|t| t == "fuse" || t.starts_with("fuse."))
+        })
 }
 
 #[cfg(test)]
@@ -207,6 +329,8 @@ mod tests {
 
     #[test]
     fn fstab_options_become_flags() {
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
         let (args, fg, mnt) = daemon_args(&os(&[
             "/etc/g/mounts.toml",
             "/srv/s",
@@ -229,9 +353,16 @@ mod tests {
                 "1000",
                 "--read-only",
                 "-o",
-                "allow_other,noatime"
+                if root {
+                    "allow_other,noatime,suid,dev,fsname=/etc/g/mounts.toml"
+                } else {
+                    "allow_other,noatime,fsname=/etc/g/mounts.toml"
+                }
             ])
         );
+        let (args, _, _) =
+            daemon_args(&os(&["cfg", "/m", "-o", "fsname=src,mount=a,nosuid,nodev"])).unwrap();
+        assert_eq!(args.last().unwrap(), "fsname=src,mount=a,nosuid,nodev");
         assert!(daemon_args(&os(&["only-one"])).is_err());
         assert!(daemon_args(&os(&["a", "b", "-o", "uid"]))
             .unwrap_err()

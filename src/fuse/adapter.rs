@@ -24,12 +24,18 @@ use crate::fuse::fs::{Caller, DirReplier, Fs, Opened, SetAttr, TimeSet};
 pub struct Adapter {
     fs: Arc<Fs>,
     rt: tokio::runtime::Handle,
+    /// The session's notifier, set once the session exists (before it serves a request).
+    notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
 }
 
 impl Adapter {
-    /// An adapter running the core on `rt`.
-    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle) -> Self {
-        Adapter { fs, rt }
+    /// An adapter running the core on `rt`; `notifier` is filled once the session exists.
+    pub fn new(
+        fs: Arc<Fs>,
+        rt: tokio::runtime::Handle,
+        notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
+    ) -> Self {
+        Adapter { fs, rt, notifier }
     }
 
     /// Run one request: on this FUSE thread when its inode is on a local or memory mount
@@ -401,9 +407,20 @@ impl Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let notifier = self.notifier.clone();
         self.spawn("release", ino, |fs| async move {
             match fs.release(ino.0, fh.0).await {
-                Ok(()) => reply.ok(),
+                Ok(stale) => {
+                    // before the reply: the release of a passthrough file holds the kernel's
+                    // lock on nothing the notification needs
+                    if let (true, Some(n)) = (stale, notifier.get()) {
+                        // offset -1: the attributes only, no page cache (there is none)
+                        if let Err(e) = n.inval_inode(ino, -1, 0) {
+                            tracing::debug!(error = %e, ino = ino.0, "attribute invalidation");
+                        }
+                    }
+                    reply.ok()
+                }
                 Err(e) => reply.error(errno(&fs, "release", &e)),
             }
         });
@@ -484,13 +501,15 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self
-            .fs
-            .reply_dir(ino.0, fh.0, offset, false, &mut Plain(&mut reply))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&self.fs, "readdir", &e)),
-        }
+        self.spawn("readdir", ino, |fs| async move {
+            match fs
+                .reply_dir(ino.0, fh.0, offset, false, &mut Plain(&mut reply))
+                .await
+            {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&fs, "readdir", &e)),
+            }
+        });
     }
 
     fn readdirplus(
@@ -501,13 +520,15 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self
-            .fs
-            .reply_dir(ino.0, fh.0, offset, true, &mut Plus(&mut reply))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&self.fs, "readdirplus", &e)),
-        }
+        self.spawn("readdirplus", ino, |fs| async move {
+            match fs
+                .reply_dir(ino.0, fh.0, offset, true, &mut Plus(&mut reply))
+                .await
+            {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&fs, "readdirplus", &e)),
+            }
+        });
     }
 
     fn releasedir(

@@ -271,6 +271,24 @@ impl Inodes {
         ino
     }
 
+    /// The names of `ino` other than `but`: empty for a file with one name (the common case,
+    /// no allocation).
+    pub fn other_names(&self, ino: u64, but: &Target) -> Vec<Target> {
+        let t = self.lock();
+        let Some(s) = t.slots.get(&ino) else {
+            return Vec::new();
+        };
+        if s.others.is_empty() {
+            return Vec::new();
+        }
+        s.target
+            .iter()
+            .chain(s.others.iter())
+            .filter(|n| *n != but)
+            .cloned()
+            .collect()
+    }
+
     /// The inode of `target` if it has one, without counting a lookup (readdir).
     pub fn peek(&self, target: &Target) -> Option<u64> {
         self.lock().by_target.get(target).copied()

@@ -72,6 +72,9 @@ impl Dir<'_> {
 pub struct HostRoot {
     fd: OwnedFd,
     path: PathBuf,
+    /// Open files and directories with O_NOATIME (the mount is `noatime`: reads through
+    /// passthrough reach the host file, where the FUSE mount's own flag does not apply).
+    noatime: bool,
 }
 
 impl HostRoot {
@@ -88,7 +91,26 @@ impl HostRoot {
         Ok(HostRoot {
             fd,
             path: path.to_path_buf(),
+            noatime: false,
         })
+    }
+
+    /// Leave the host's access times alone: every open uses O_NOATIME where the kernel lets
+    /// the daemon (its owner or CAP_FOWNER), and falls back to a plain open where not.
+    pub fn with_noatime(mut self, noatime: bool) -> HostRoot {
+        self.noatime = noatime;
+        self
+    }
+
+    /// `flags` with O_NOATIME when the mount asks for it; `open` retries without on EPERM.
+    fn noatime<T>(&self, flags: i32, open: impl Fn(i32) -> io::Result<T>) -> io::Result<T> {
+        if !self.noatime || flags & libc::O_PATH != 0 {
+            return open(flags);
+        }
+        match open(flags | libc::O_NOATIME) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(flags),
+            r => r,
+        }
     }
 
     /// The root's path on the host.
@@ -153,14 +175,16 @@ impl HostRoot {
     /// symlink.
     pub fn open(&self, rel: &str, flags: i32, mode: u32) -> io::Result<File> {
         let (d, name) = self.at(rel)?;
-        // SAFETY: name is a valid NUL-terminated name; flags and mode are plain integers.
-        let fd = fd_of(unsafe {
-            libc::openat(
-                d.fd(),
-                name.as_ptr(),
-                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                mode as libc::c_uint,
-            )
+        let fd = self.noatime(flags, |flags| {
+            // SAFETY: name is a valid NUL-terminated name; flags and mode are plain integers.
+            fd_of(unsafe {
+                libc::openat(
+                    d.fd(),
+                    name.as_ptr(),
+                    flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    mode as libc::c_uint,
+                )
+            })
         })?;
         Ok(File::from(fd))
     }
@@ -321,7 +345,9 @@ impl HostRoot {
     /// while listed is left out; `Err` with the name for one that is not UTF-8).
     #[allow(clippy::type_complexity)]
     pub fn list(&self, rel: &str) -> io::Result<Vec<Result<(String, Meta), Vec<u8>>>> {
-        let dir = self.open_beneath(rel, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let dir = self.noatime(libc::O_RDONLY | libc::O_DIRECTORY, |f| {
+            self.open_beneath(rel, f)
+        })?;
         let mut out = Vec::new();
         for de in std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
             let name = de?.file_name();

@@ -88,6 +88,26 @@ fn keep_heap_small() {
     }
 }
 
+/// Set by the helper for a daemon whose stderr is the helper's pipe (see `detach_stderr`).
+pub const DETACH_STDERR: &str = "GENRO_STORAGE_DETACH_STDERR";
+
+/// Once mounted: a daemon started by the helper with its stderr on the helper's pipe points
+/// stderr (and stdout) at /dev/null, since the pipe closes when the helper returns. Its logs
+/// then go nowhere: give it `log_file=` (or run it under systemd) to keep them.
+fn detach_stderr() {
+    if std::env::var_os(DETACH_STDERR).is_none() {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto the standard descriptors, from a descriptor we own.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 2);
+            libc::dup2(null.as_raw_fd(), 1);
+        }
+    }
+}
+
 /// As root, mount `/dev/fuse` at `mnt` ourselves with the type `fuse.genro-storage` (fuser's
 /// own mount call always names the type `fuse`, and xfstests and `findmnt -t` look for the
 /// subtype). None when not root: fuser then mounts through fusermount3.
@@ -111,8 +131,16 @@ fn mount_typed(mnt: &Path, opts: &DaemonOptions) -> Option<std::io::Result<std::
             "fd={},rootmode={rootmode:o},user_id={uid},group_id={gid}",
             fd.as_raw_fd()
         );
+        // nosuid and nodev unless `suid` / `dev` ask otherwise, as libfuse mounts: files of a
+        // backend others can write must not become setuid programs or devices by default
+        let (source, fstype, kernel_opts, mflags) = opts.kernel_mount();
         let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
-        let (source, kernel_opts, mflags) = opts.kernel_mount();
+        if opts.options.iter().any(|o| o == "suid") {
+            flags &= !libc::MS_NOSUID;
+        }
+        if opts.options.iter().any(|o| o == "dev") {
+            flags &= !libc::MS_NODEV;
+        }
         for o in kernel_opts {
             data.push(',');
             data.push_str(&o);
@@ -124,7 +152,7 @@ fn mount_typed(mnt: &Path, opts: &DaemonOptions) -> Option<std::io::Result<std::
             c(&source)?,
             CString::new(mnt.as_os_str().as_bytes())
                 .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?,
-            c("fuse.genro-storage")?,
+            c(&fstype)?,
             c(&data)?,
         );
         // SAFETY: four valid NUL-terminated strings and plain flags.
@@ -165,6 +193,8 @@ pub struct DaemonOptions {
     pub negative_ttl: Option<Duration>,
     /// Where dirty data is staged.
     pub cache_dir: Option<PathBuf>,
+    /// The most staged data may take there (default: half its filesystem's free space).
+    pub cache_max_size: Option<u64>,
     /// Threads that read and serve FUSE requests (default 8).
     pub threads: Option<usize>,
     /// `-o` options.
@@ -221,6 +251,11 @@ impl DaemonOptions {
             }
         }
         self.cache_dir = self.cache_dir.or(f.cache_dir.clone());
+        if self.cache_max_size.is_none() {
+            if let Some(v) = &f.cache_max_size {
+                self.cache_max_size = Some(v.bytes().map_err(|e| cfg("cache_max_size", e))?);
+            }
+        }
         self.threads = self.threads.or(f.threads);
         if let Some(o) = &f.options {
             let mut all = o.clone();
@@ -243,7 +278,9 @@ impl DaemonOptions {
             negative_ttl: self.negative_ttl.unwrap_or(attr_ttl),
             read_only: self.read_only || self.options.iter().any(|o| o == "ro"),
             cache_dir: self.cache_dir.clone(),
+            cache_max_size: self.cache_max_size,
             single: self.only_mount().is_some(),
+            noatime: self.options.iter().any(|o| o == "noatime"),
         }
     }
 
@@ -263,17 +300,20 @@ impl DaemonOptions {
         }
     }
 
-    /// For our own mount(2): the source, the kernel's options and the mount flags that the
-    /// options ask for (the same as `fuser_config` gives fuser).
-    fn kernel_mount(&self) -> (String, Vec<String>, libc::c_ulong) {
+    /// For our own mount(2): the source, the type (`fuse.SUBTYPE`, or `fuse` for an empty
+    /// `subtype=`), the kernel's options and the mount flags that the options ask for (the
+    /// same as `fuser_config` gives fuser).
+    fn kernel_mount(&self) -> (String, String, Vec<String>, libc::c_ulong) {
         use fuser::MountOption as O;
         let mut source = "genro-storage".to_string();
+        let mut fstype = "fuse.genro-storage".to_string();
         let mut opts = Vec::new();
         let mut flags: libc::c_ulong = 0;
         for o in self.fuser_config().mount_options {
             match o {
                 O::FSName(n) => source = n,
-                O::Subtype(_) => {}
+                O::Subtype(t) if t.is_empty() => fstype = "fuse".into(),
+                O::Subtype(t) => fstype = format!("fuse.{t}"),
                 O::RO => flags |= libc::MS_RDONLY,
                 O::NoAtime => flags |= libc::MS_NOATIME,
                 O::NoExec => flags |= libc::MS_NOEXEC,
@@ -289,7 +329,7 @@ impl DaemonOptions {
         if matches!(self.acl(), fuser::SessionACL::All) {
             opts.push("allow_other".to_string());
         }
-        (source, opts, flags)
+        (source, fstype, opts, flags)
     }
 
     fn fuser_config(&self) -> fuser::Config {
@@ -308,7 +348,7 @@ impl DaemonOptions {
         }
         for o in &self.options {
             match o.as_str() {
-                "ro" | "rw" | "nonempty" | "allow_other" | "" => {}
+                "ro" | "rw" | "nonempty" | "allow_other" | "" | "suid" | "dev" | "exec" => {}
                 o if o.starts_with("mount=") => {}
                 o if o.starts_with("fsname=") => {
                     // the mount's source, as /proc/mounts and df show it
@@ -435,7 +475,8 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
     keep_heap_small();
-    let adapter = adapter::Adapter::new(fs.clone(), rt.handle().clone());
+    let notifier = Arc::new(std::sync::OnceLock::new());
+    let adapter = adapter::Adapter::new(fs.clone(), rt.handle().clone(), notifier.clone());
     let session = match mount_typed(&mnt, &opts) {
         // as root: our own mount(2), so that the type shows as fuse.genro-storage
         Some(Ok(fd)) => fuser::Session::from_fd(adapter, fd, opts.acl(), opts.fuser_config())
@@ -448,10 +489,12 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
         _ => fuser::Session::new(adapter, &mnt, &opts.fuser_config())
             .map_err(|e| mount_err(&mnt, format!("mount failed: {e}")))?,
     };
+    let _ = notifier.set(session.notifier());
     let bg = session
         .spawn()
         .map_err(|e| mount_err(&mnt, format!("cannot start the session: {e}")))?;
     tracing::info!(mountpoint = %mnt.display(), mounts = ?storage.mount_names(), "mounted");
+    detach_stderr();
     let signal = rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).map_err(|e| Error::from_io("signal", e))?;

@@ -40,10 +40,16 @@ impl Fs {
     /// An unlinked file still open: its attributes from what its handles hold (no links).
     pub(super) fn unlinked_meta(&self, ino: u64) -> Result<Meta> {
         let ctx = || format!("inode {ino} (unlinked)");
-        let f = self
-            .handles
-            .open_file(ino)
-            .ok_or_else(|| not_found(ctx()))?;
+        let Some(f) = self.handles.open_file(ino) else {
+            // a directory removed or replaced (rename over it) while open: as it was, with
+            // no links
+            let mut meta = self
+                .handles
+                .open_dir_meta(ino)
+                .ok_or_else(|| not_found(ctx()))?;
+            meta.nlink = 0;
+            return Ok(meta);
+        };
         if let Some(native) = f.native_file() {
             return local::fstat(&native).map_err(|e| Error::from_io(ctx(), e));
         }
@@ -97,7 +103,7 @@ impl Fs {
                 ));
             }
             if let Some(size) = set.size {
-                f.truncate(None, self.cache_dir.path(), size).await?;
+                f.truncate(None, &self.cache_dir, size).await?;
             }
             return self.unlinked_meta(ino);
         };

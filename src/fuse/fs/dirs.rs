@@ -31,8 +31,20 @@ impl Fs {
         Ok(out)
     }
 
-    /// Open a directory: its listing is taken now, so offsets stay stable.
+    /// Open a directory (it must be one). Its listing is taken by the first read, from
+    /// offset 0, and again by each rewind; later offsets read that listing, so they stay
+    /// stable.
     pub async fn opendir(&self, ino: u64) -> Result<u64> {
+        let t = self.target(ino)?;
+        let meta = self.meta_required(&t).await?;
+        if meta.kind != FileType::Directory {
+            return Err(Error::not_a_directory(self.ctx(&t)));
+        }
+        Ok(self.handles.open_dir(ino, meta))
+    }
+
+    /// The listing an open directory serves: `.`, `..` and the entries.
+    async fn dir_entries(&self, ino: u64) -> Result<Vec<DirEntry<Meta>>> {
         let t = self.target(ino)?;
         let meta = self.meta_required(&t).await?;
         if meta.kind != FileType::Directory {
@@ -58,13 +70,17 @@ impl Fs {
             },
         ];
         entries.extend(self.list(&t).await?);
-        Ok(self.handles.open_dir(ino, entries))
+        Ok(entries)
     }
 
-    /// Entries of an open directory from `offset` on: (entry, offset of the next one).
-    pub fn readdir(&self, fh: u64, offset: u64) -> Result<Vec<(DirEntry<Meta>, u64)>> {
+    /// Entries of an open directory from `offset` on: (entry, offset of the next one). A
+    /// read from offset 0 lists the directory (see [`Fs::opendir`]).
+    pub async fn readdir(&self, fh: u64, offset: u64) -> Result<Vec<(DirEntry<Meta>, u64)>> {
         let d = self.handles.dir(fh)?;
-        Ok(d.entries
+        if d.lists_at(offset) {
+            d.relist(self.dir_entries(d.ino).await?);
+        }
+        Ok(d.entries()
             .iter()
             .enumerate()
             .skip(offset as usize)
@@ -75,7 +91,7 @@ impl Fs {
     /// Answer a readdir (or, with `plus`, a readdirplus) of the open directory `fh` of
     /// inode `ino` from `offset` on, into `reply` until it is full. With `plus` each entry the
     /// reply takes counts as a kernel lookup; one it refuses does not.
-    pub fn reply_dir(
+    pub async fn reply_dir(
         &self,
         ino: u64,
         fh: u64,
@@ -85,7 +101,7 @@ impl Fs {
     ) -> Result<()> {
         self.stats.request(self.mount_of(ino), "readdir");
         let ttl = self.ttl();
-        for (e, next) in self.readdir(fh, offset)? {
+        for (e, next) in self.readdir(fh, offset).await? {
             let eino = self.entry_ino(ino, &e, plus);
             if reply.add(eino, &self.attr(eino, &e.meta), next, &e.name, ttl) {
                 if plus && e.target.is_some() {

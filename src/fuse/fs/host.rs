@@ -179,17 +179,19 @@ impl Host<'_> {
             flags & libc::O_APPEND != 0,
         );
         self.fs.inodes.open(ino);
-        Ok((ino, meta, Self::opened(fh, false, h.file.clone())))
+        Ok((ino, meta, self.opened(fh, false, h.file.clone())))
     }
 
     /// What the kernel is told of a host file's handle: nothing to do at close (written in
-    /// place), and the host file for passthrough.
-    fn opened(fh: u64, read_only: bool, file: Arc<OpenFile>) -> Opened {
+    /// place), and the host file for passthrough. Not on a `noatime` mount: the kernel
+    /// opens its own backing file with the caller's flags, whose reads move the host
+    /// file's atime; the daemon's descriptor has O_NOATIME.
+    fn opened(&self, fh: u64, read_only: bool, file: Arc<OpenFile>) -> Opened {
         Opened {
             fh,
             read_only,
             no_flush: true,
-            passthrough: Some(file),
+            passthrough: (!self.fs.opts.noatime).then_some(file),
         }
     }
 
@@ -226,13 +228,13 @@ impl Host<'_> {
         self.fs.inodes.open(ino);
         if trunc {
             // (always: the file's size may have changed since any stat)
-            let cache = self.fs.cache_dir.path();
+            let cache = &self.fs.cache_dir;
             if let Err(e) = h.file.truncate(p.as_deref(), cache, 0).await {
                 self.fs.release(ino, fh).await.ok();
                 return Err(e);
             }
         }
-        Ok(Self::opened(fh, !writable && !trunc, h.file.clone()))
+        Ok(self.opened(fh, !writable && !trunc, h.file.clone()))
     }
 
     /// unlink(2) says ENOENT, or EISDIR for a directory: no stat first. The host unlink and

@@ -58,10 +58,7 @@ impl Fs {
                 o.may_hold(p, end, data.len() as u64)?;
             }
         }
-        let n = h
-            .file
-            .write(p, self.cache_dir.path(), &h, off, data)
-            .await?;
+        let n = h.file.write(p, &self.cache_dir, &h, off, data).await?;
         h.pending.store(true, Ordering::Release);
         if let Some((m, p)) = mp {
             self.stats.add(m, |s| &s.bytes_written, u64::from(n));
@@ -195,9 +192,14 @@ impl Fs {
             .inspect_err(|_| h.pending.store(true, Ordering::Release))
     }
 
-    /// The last close of a handle.
-    pub async fn release(&self, ino: u64, fh: u64) -> Result<()> {
+    /// The last close of a handle. True when the kernel's cached attributes of `ino` may be
+    /// stale and must be dropped: a writable passthrough handle, whose writes through a
+    /// shared mapping moved the host file's mtime and ctime without a request (write(2)
+    /// through passthrough updates them in the kernel itself, mmap does not; and a host
+    /// file's handle asks for no FLUSH, so its last unmap and close end here).
+    pub async fn release(&self, ino: u64, fh: u64) -> Result<bool> {
         let h = self.handles.file(fh)?;
+        let stale = h.writable && h.file.is_passthrough();
         // A handle uploads only its own writes since its last flush (writes through mmap
         // arrive after close): it must not upload another handle's half-written state (a
         // file just truncated by an open with O_TRUNC would reach the backend empty).
@@ -208,7 +210,7 @@ impl Fs {
         };
         self.handles.release(fh);
         self.inodes.close(ino);
-        r
+        r.map(|()| stale)
     }
 
     /// Upload every dirty open file (at unmount and on signals).

@@ -159,7 +159,7 @@ fn not_found(ctx: impl Into<String>) -> Error {
 impl Fs {
     /// A filesystem over these mounts.
     pub fn new(mounts: Vec<Arc<Mount>>, opts: FsOptions) -> Result<Fs> {
-        let cache_dir = CacheDir::new(opts.cache_dir.as_deref())?;
+        let cache_dir = CacheDir::new(opts.cache_dir.as_deref(), opts.cache_max_size)?;
         let inodes = if opts.single && mounts.len() == 1 {
             Inodes::rooted(Target::Path(0, String::new()))
         } else {
@@ -189,7 +189,7 @@ impl Fs {
             .iter()
             .map(|m| match m.local_root() {
                 Some(root) => crate::fuse::local::HostRoot::new(root)
-                    .map(Kind::Host)
+                    .map(|r| Kind::Host(r.with_noatime(opts.noatime)))
                     .map_err(|e| Error::from_io(m.ctx(""), e)),
                 None => Ok(Kind::Object),
             })
@@ -579,10 +579,29 @@ impl Fs {
     /// The inode of `t`, whose attributes are `m`, with one more kernel lookup counted: the
     /// host file's inode on local mounts (one for all its names), the path's elsewhere.
     fn intern(&self, t: Target, m: &Meta) -> u64 {
-        match self.host_key(&t, m) {
-            Some(k) => self.inodes.lookup_host(t, k),
-            None => self.inodes.lookup(t),
+        let Some(k) = self.host_key(&t, m) else {
+            return self.inodes.lookup(t);
+        };
+        let ino = self.inodes.lookup_host(t.clone(), k);
+        // A file met under a second name: a hard link, or renamed on the host behind the
+        // daemon (another mount of the same directory, a host process). A name that no
+        // longer stands for this file is dropped, so that the inode is never served by it.
+        if let Target::Path(m, _) = &t {
+            if let Side::Host(h) = self.side(*m) {
+                for other in self.inodes.other_names(ino, &t) {
+                    let Target::Path(_, p) = &other else { continue };
+                    let still = h
+                        .meta(p)
+                        .ok()
+                        .flatten()
+                        .and_then(|om| self.host_key(&other, &om));
+                    if still != Some(k) {
+                        self.inodes.unlink(&other);
+                    }
+                }
+            }
         }
+        ino
     }
 
     /// The host file `t` is (local mounts), by the attributes `m` read of it.
