@@ -877,11 +877,15 @@ fn fallocate_and_copy_file_range() {
     for kind in [Kind::Local, Kind::Memory] {
         let d = Daemon::start(kind);
         d.sh("fallocate -l 1M f && test $(stat -c %s f) = 1048576");
-        let punched = d.sh("fallocate -p -o 0 -l 4096 f 2>&1 && echo punched || true");
-        match kind {
-            Kind::Local => assert!(punched.contains("punched"), "{punched}"),
-            _ => assert!(punched.contains("unsupported"), "{punched}"),
-        }
+        // punch and zero ranges: on the host file, or on a memory file's staged copy
+        fs::write(d.path("p"), vec![7u8; 3 * 4096]).unwrap();
+        d.sh("fallocate -p -o 4096 -l 4096 p && fallocate -z -o 8192 -l 8192 p");
+        let got = fs::read(d.path("p")).unwrap();
+        assert_eq!(got.len(), 4 * 4096, "{kind:?}: zero range grows the file");
+        assert!(got[..4096].iter().all(|b| *b == 7), "{kind:?}");
+        assert!(got[4096..].iter().all(|b| *b == 0), "{kind:?}");
+        let collapsed = d.sh("fallocate -c -o 0 -l 4096 p 2>&1 || true");
+        assert!(collapsed.contains("not supported"), "{kind:?}: {collapsed}");
         fs::write(d.path("src"), b"0123456789".repeat(1000)).unwrap();
         let out = d.sh(
             "python3 -c \"import os; a=os.open('src', os.O_RDONLY); b=os.open('dst', os.O_WRONLY|os.O_CREAT, 0o644); \

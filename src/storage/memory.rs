@@ -30,7 +30,14 @@ struct Value {
 #[derive(Clone)]
 enum Content {
     Bytes(Buffer),
-    File { file: Arc<std::fs::File>, len: u64 },
+    File {
+        file: Arc<std::fs::File>,
+        len: u64,
+        /// What it took when stored (see [`Content::cost`]): the daemon may go on writing
+        /// the file in place, and its growth is charged to the daemon's staging until the
+        /// next store.
+        cost: u64,
+    },
 }
 
 impl Content {
@@ -45,14 +52,12 @@ impl Content {
         }
     }
 
-    /// The memory it takes: its length, or the pages the file holds (holes take none).
+    /// The memory it takes: its length, or the pages the file held when stored (holes
+    /// take none).
     fn cost(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt;
         match self {
             Content::Bytes(b) => b.len() as u64,
-            Content::File { file, len } => file
-                .metadata()
-                .map_or(*len, |m| (m.blocks() * 512).min(*len)),
+            Content::File { cost, .. } => *cost,
         }
     }
 
@@ -226,7 +231,9 @@ impl MemStore {
         len: u64,
         pairs: Vec<(String, String)>,
     ) -> Result<()> {
-        let content = Content::File { file, len };
+        use std::os::unix::fs::MetadataExt;
+        let cost = file.metadata().map_or(len, |m| (m.blocks() * 512).min(len));
+        let content = Content::File { file, len, cost };
         let mut b = MetadataBuilder::file(len);
         b.last_modified(Timestamp::now());
         b.user_metadata(pairs);

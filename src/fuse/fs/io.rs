@@ -106,10 +106,29 @@ impl Fs {
                 };
                 self.setattr(ino, set).await.map(|_| ())
             }
+            m if m & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 => {
+                // on the staged copy, uploaded at close like any write
+                let mp = self.open_path(ino);
+                if let Some((m, p)) = &mp {
+                    if let Side::Object(o) = self.side(*m) {
+                        let end = off.saturating_add(len);
+                        o.may_hold(p, end, 0)?;
+                    }
+                }
+                let p = mp.as_ref().map(|(_, p)| p.as_str());
+                h.file.punch(p, &self.cache_dir, mode, off, len).await?;
+                h.pending.store(true, Ordering::Release);
+                if let Some((m, p)) = &mp {
+                    if let Side::Object(o) = self.side(*m) {
+                        o.wrote(p);
+                    }
+                }
+                Ok(())
+            }
             _ => Err(Error::new(
                 ErrorKind::Unsupported,
                 ctx(),
-                "this backend cannot punch, collapse or zero ranges",
+                "collapse and insert ranges are not served on object backends",
             )),
         }
     }

@@ -474,6 +474,7 @@ impl OpenFile {
         body: &'a mut Body,
         cache: &CacheDir,
         keep: bool,
+        shrinks: bool,
     ) -> Result<&'a File> {
         if let Body::Remote = body {
             let (file, charge) = staging_file(&self.mount, cache)?;
@@ -504,9 +505,17 @@ impl OpenFile {
                 charge,
                 ..
             } => {
-                if *shared {
-                    // the store holds this file: change a copy of it (its data only: holes
-                    // stay holes)
+                if *shared && !shrinks && Arc::strong_count(file) <= 2 {
+                    // the store holds this file under this one name only (ours and its
+                    // reference): go on writing it in place, as a file is; the store shows
+                    // the writes as they land, within the length it holds, and takes the
+                    // new length at the next upload. Only the growth is charged here.
+                    charge.baseline(file);
+                    *shared = false;
+                } else if *shared {
+                    // the store holds this file elsewhere too (a copy, a reader), or the
+                    // change cuts it short: change a copy of it (its data only: holes stay
+                    // holes)
                     let (copy, mut c) = staging_file(&self.mount, cache)?;
                     let held = file.metadata().map_err(|e| io_err("staged copy", e))?;
                     c.may_add(
@@ -607,7 +616,7 @@ impl OpenFile {
     ) -> Result<u32> {
         let err = |e| io_err(&self.mount.ctx(path), e);
         let mut body = self.body.lock().await;
-        self.writable_body(&mut body, cache, true).await?;
+        self.writable_body(&mut body, cache, true, false).await?;
         if fh.append || !Self::continues(&body, off) {
             self.fill_base(&mut body, path).await?;
         }
@@ -693,7 +702,9 @@ impl OpenFile {
     pub async fn truncate(&self, path: Option<&str>, cache: &CacheDir, size: u64) -> Result<()> {
         let ctx = self.mount.ctx(path.unwrap_or("(unlinked)"));
         let mut body = self.body.lock().await;
-        self.writable_body(&mut body, cache, size > 0).await?;
+        let shrinks = size < self.size();
+        self.writable_body(&mut body, cache, size > 0, shrinks)
+            .await?;
         match path {
             Some(path) => self.fill_base(&mut body, path).await?,
             None if matches!(&*body, Body::Staged { base: Some(_), .. }) => {
@@ -723,6 +734,53 @@ impl OpenFile {
             charge.settle(file);
             stream.stop(&self.mount);
         }
+        Ok(())
+    }
+
+    /// fallocate(2) with PUNCH_HOLE or ZERO_RANGE (and KEEP_SIZE) on the staged copy: the
+    /// object is fetched first (what the range leaves stays), then the range becomes a hole
+    /// or zeros there, and the file is dirty. `path` is None for an unlinked file.
+    pub async fn punch(
+        &self,
+        path: Option<&str>,
+        cache: &CacheDir,
+        mode: i32,
+        off: u64,
+        len: u64,
+    ) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let ctx = self.mount.ctx(path.unwrap_or("(unlinked)"));
+        let mut body = self.body.lock().await;
+        self.writable_body(&mut body, cache, true, false).await?;
+        if let Some(path) = path {
+            self.fill_base(&mut body, path).await?;
+        }
+        let Body::Staged {
+            file,
+            charge,
+            stream,
+            ..
+        } = &mut *body
+        else {
+            unreachable!("staged above (object backends only)")
+        };
+        // Both become a punched hole (which reads as zeros and takes nothing; tmpfs, where
+        // memory mounts stage, has no ZERO_RANGE), and ZERO_RANGE without KEEP_SIZE then
+        // extends the file over it.
+        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        // SAFETY: a descriptor we hold; the other arguments are plain integers.
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), punch, off as i64, len as i64) };
+        if r != 0 {
+            return Err(io_err(&ctx, std::io::Error::last_os_error()));
+        }
+        let end = off.saturating_add(len);
+        if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > self.size() {
+            file.set_len(end).map_err(|e| io_err(&ctx, e))?;
+            self.size.fetch_max(end, Ordering::AcqRel);
+        }
+        charge.settle(file);
+        stream.stop(&self.mount);
+        self.touched();
         Ok(())
     }
 

@@ -18,6 +18,8 @@ pub struct Charge {
     /// The cache directory's budget and path (None: a memory mount's, checked by the mount).
     limit: Option<(u64, Arc<Path>)>,
     bytes: u64,
+    /// Blocks counted elsewhere (see [`Charge::baseline`]), left out of `bytes`.
+    base: u64,
 }
 
 impl Charge {
@@ -27,6 +29,7 @@ impl Charge {
             counter,
             limit: None,
             bytes: 0,
+            base: 0,
         }
     }
 
@@ -56,7 +59,10 @@ impl Charge {
     /// Charge what `file` takes now (after it was written, extended or cut).
     pub fn settle(&mut self, file: &File) {
         use std::os::unix::fs::MetadataExt;
-        let Ok(now) = file.metadata().map(|m| m.blocks() * 512) else {
+        let Ok(now) = file
+            .metadata()
+            .map(|m| (m.blocks() * 512).saturating_sub(self.base))
+        else {
             return;
         };
         if now > self.bytes {
@@ -67,10 +73,23 @@ impl Charge {
         self.bytes = now;
     }
 
+    /// Charge nothing for what `file` takes now, only for its growth from here: the memory
+    /// store counts these bytes already (the file is written in place after the store took
+    /// it).
+    pub fn baseline(&mut self, file: &File) {
+        use std::os::unix::fs::MetadataExt;
+        self.clear();
+        self.bytes = 0;
+        if let Ok(m) = file.metadata() {
+            self.base = m.blocks() * 512;
+        }
+    }
+
     /// Return everything: the copy is counted elsewhere now (a memory mount's store took it).
     pub fn clear(&mut self) {
         self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
         self.bytes = 0;
+        self.base = 0;
     }
 }
 
@@ -176,6 +195,7 @@ impl CacheDir {
             counter: self.used.clone(),
             limit: Some((self.max, self.shared_path.clone())),
             bytes: 0,
+            base: 0,
         }
     }
 
