@@ -55,6 +55,8 @@ impl Drop for ReadAhead {
 }
 
 #[derive(Debug)]
+// (one per open file: the size of the staged variant does not matter)
+#[allow(clippy::large_enum_variant)]
 enum Body {
     /// Object backend, nothing staged: reads go to the backend.
     Remote,
