@@ -833,6 +833,14 @@ fn a_memory_mount_keeps_to_its_budget_and_holes_take_no_memory() {
         grew < 16 << 20,
         "reading a 1 GiB hole raised RSS by {grew} bytes"
     );
+    // a 4 TiB sparse file written in its middle: the daemon writes on the memory file the
+    // store keeps (it does not fetch 4 TiB of holes first)
+    d.sh("truncate -s 4T huge && printf y | dd of=huge bs=1 seek=2199023255552 conv=notrunc status=none");
+    assert_eq!(
+        d.sh("dd if=huge bs=1 skip=2199023255552 count=1 status=none"),
+        "y"
+    );
+    d.sh("rm huge");
     // one file written past the budget before its first close: what it has staged counts
     let out = d.sh("head -c 100M /dev/zero 2>&1 >one || echo refused");
     assert!(out.contains("No space left"), "{out}");

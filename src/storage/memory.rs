@@ -222,6 +222,16 @@ impl MemStore {
         Ok(())
     }
 
+    /// The memory file the object `path` is kept in, and its length, when it is one (a
+    /// large file written through the daemon): the daemon adopts it to write on instead of
+    /// fetching it, holes and all.
+    pub fn file_of(&self, path: &str) -> Option<(Arc<std::fs::File>, u64)> {
+        match &self.lock().get(key(path))?.content {
+            Content::File { file, len, .. } => Some((file.clone(), *len)),
+            Content::Bytes(_) => None,
+        }
+    }
+
     /// Store the memory file `file` (its first `len` bytes) as the object `path`, with user
     /// metadata: no copy, and its holes take no memory. ENOSPC past the budget.
     pub fn put_file(

@@ -732,6 +732,11 @@ impl Mount {
         self.mem.as_ref().map(|m| m.usage())
     }
 
+    /// Memory mounts: the memory file `path` is kept in and its length, if it is one.
+    pub fn memory_file(&self, path: &str) -> Option<(Arc<std::fs::File>, u64)> {
+        self.mem.as_ref()?.file_of(path)
+    }
+
     /// Memory mounts: the counter that copies staged in RAM outside the store charge, so
     /// that they count against `max_size` too.
     pub fn memory_staging(&self) -> Option<Arc<std::sync::atomic::AtomicU64>> {

@@ -475,9 +475,27 @@ impl OpenFile {
         &self,
         body: &'a mut Body,
         cache: &CacheDir,
+        path: Option<&str>,
         keep: bool,
         shrinks: bool,
     ) -> Result<&'a File> {
+        if let (Body::Remote, Some(path), true) = (&*body, path, keep) {
+            // A memory file kept in a memory file of its own: adopt it as the staged copy
+            // (as after an upload) rather than fetch it, which would read every hole.
+            let size = self.size.load(Ordering::Acquire);
+            if let Some((file, _)) = self.mount.memory_file(path).filter(|(_, l)| *l == size) {
+                let counter = self.mount.memory_staging().unwrap_or_default();
+                *body = Body::Staged {
+                    file,
+                    dirty: false,
+                    stream: Stream::Off,
+                    base: None,
+                    shared: true,
+                    charge: Charge::new(counter),
+                };
+                self.staged.store(true, Ordering::Release);
+            }
+        }
         if let Body::Remote = body {
             let (file, charge) = staging_file(&self.mount, cache)?;
             let size = self.size.load(Ordering::Acquire);
@@ -618,7 +636,8 @@ impl OpenFile {
     ) -> Result<u32> {
         let err = |e| io_err(&self.mount.ctx(path), e);
         let mut body = self.body.lock().await;
-        self.writable_body(&mut body, cache, true, false).await?;
+        self.writable_body(&mut body, cache, Some(path), true, false)
+            .await?;
         if fh.append || !Self::continues(&body, off) {
             self.fill_base(&mut body, path).await?;
         }
@@ -705,7 +724,7 @@ impl OpenFile {
         let ctx = self.mount.ctx(path.unwrap_or("(unlinked)"));
         let mut body = self.body.lock().await;
         let shrinks = size < self.size();
-        self.writable_body(&mut body, cache, size > 0, shrinks)
+        self.writable_body(&mut body, cache, path, size > 0, shrinks)
             .await?;
         match path {
             Some(path) => self.fill_base(&mut body, path).await?,
@@ -753,7 +772,8 @@ impl OpenFile {
         use std::os::fd::AsRawFd;
         let ctx = self.mount.ctx(path.unwrap_or("(unlinked)"));
         let mut body = self.body.lock().await;
-        self.writable_body(&mut body, cache, true, false).await?;
+        self.writable_body(&mut body, cache, path, true, false)
+            .await?;
         if let Some(path) = path {
             self.fill_base(&mut body, path).await?;
         }
