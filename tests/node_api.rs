@@ -1,4 +1,4 @@
-//! The node API conformance suite: every case runs on local, memory and S3.
+//! The node API conformance suite: every case runs on local, memory, S3 and WebDAV.
 
 mod common;
 
@@ -11,6 +11,7 @@ macro_rules! suite {
         mod local { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Kind::Local).await } )* }
         mod memory { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Kind::Memory).await } )* }
         mod s3 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Kind::S3).await } )* }
+        mod webdav { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::Kind::Webdav).await } )* }
     };
 }
 

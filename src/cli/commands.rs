@@ -143,6 +143,23 @@ fn where_of(m: &MountConfig) -> String {
                 None => String::new(),
             }
         ),
+        Backend::Service(s) => {
+            let at = ["endpoint", "bucket", "container", "root"]
+                .iter()
+                .filter_map(|k| s.options.get(*k).map(|v| format!("{k} {v}")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "{} ({at}; timeout {} s, {} retries{})",
+                s.service.name(),
+                s.timeout.as_secs_f64(),
+                s.retries,
+                match s.cache_ttl {
+                    Some(t) => format!(", daemon cache {} s", t.as_secs_f64()),
+                    None => String::new(),
+                }
+            )
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod blocking;
 pub mod copy;
 pub mod manager;
+pub(crate) mod mapped;
 pub mod memory;
 pub mod mount;
 pub mod node;

@@ -126,6 +126,7 @@ impl Mount {
             Backend::S3 {
                 timeout, retries, ..
             } => (*timeout, *retries),
+            Backend::Service(s) => (s.timeout, s.retries),
             _ => (DEFAULT_S3_TIMEOUT * 4, DEFAULT_S3_RETRIES),
         };
         let mem = match config.backend {
@@ -185,6 +186,10 @@ impl Mount {
                     b = b.endpoint(e);
                 }
                 Operator::new(b)
+            }
+            Backend::Service(s) => {
+                opendal::install_default();
+                Operator::via_iter(s.service.name(), s.opendal_options())
             }
         }
         .map_err(|e| Error::from_opendal(who.clone(), e).with_context(who.clone()))?
@@ -371,6 +376,20 @@ impl Mount {
             Ok(m) => return Ok(Some(self.entry_of(&m))),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
             Err(e) if e.kind() == opendal::ErrorKind::NotADirectory => return Ok(None),
+            Err(e) if e.kind() == opendal::ErrorKind::PermissionDenied => {
+                // Some servers refuse a name below a file (WebDAV's dav-server answers 403
+                // to a PROPFIND of `f/g` when `f` is a file): that name does not exist.
+                let parent = crate::storage::path::parent(path);
+                let below_file = !parent.is_empty()
+                    && matches!(
+                        self.op.stat(parent).await,
+                        Ok(m) if m.is_file()
+                    );
+                if below_file {
+                    return Ok(None);
+                }
+                return Err(self.err(path, e));
+            }
             Err(e) => return Err(self.err(path, e)),
         }
         // (the memory store answers a directory's stat by its marker or its children)
@@ -723,13 +742,20 @@ impl Mount {
         match &self.config.backend {
             Backend::S3 { .. } => Some(5 << 40),
             Backend::Memory { .. } => Some(16 << 40),
-            Backend::Local { .. } => None,
+            Backend::Service(s) if s.service == crate::config::Service::Gcs => Some(5 << 40),
+            Backend::Local { .. } | Backend::Service(_) => None,
         }
     }
 
     /// Memory mounts: (max_size, bytes its files take).
     pub fn memory_usage(&self) -> Option<(u64, u64)> {
         self.mem.as_ref().map(|m| m.usage())
+    }
+
+    /// Can one upload take several writes (multipart, or a stream)? Not on WebDAV, whose
+    /// writes are one-shot: a file is uploaded there in one request of its whole body.
+    pub fn can_stream(&self) -> bool {
+        self.caps.write_can_multi
     }
 
     /// Memory mounts: the memory file `path` is kept in and its length, if it is one.

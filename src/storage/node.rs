@@ -179,11 +179,38 @@ impl AsyncNode {
         Ok(existing)
     }
 
+    /// A refused create explained: a server that answers 403 to a name below a file
+    /// (WebDAV's dav-server) gets NotADirectory when an ancestor is a file (checked only
+    /// on this error path).
+    async fn explain(&self, e: Error) -> Error {
+        if e.kind() != ErrorKind::PermissionDenied {
+            return e;
+        }
+        let mut p = path::parent(&self.path);
+        while !p.is_empty() {
+            match self.mount.stat(p).await {
+                Ok(Some(x)) if !x.is_dir() => {
+                    return Error::new(
+                        ErrorKind::NotADirectory,
+                        self.fullpath(),
+                        format!("{} is a file", self.mount.ctx(p)),
+                    )
+                }
+                Ok(Some(_)) => break,
+                _ => p = path::parent(p),
+            }
+        }
+        e
+    }
+
     /// Write the whole content, replacing any. Takes `Vec<u8>`, `Bytes`, `String`, `&'static [u8]`.
     pub async fn write(&self, data: impl Into<Bytes>) -> Result<()> {
         self.mount.check_write(&self.path)?;
         self.check_create(false).await?;
-        self.mount.write_all(&self.path, data.into()).await
+        match self.mount.write_all(&self.path, data.into()).await {
+            Err(e) => Err(self.explain(e).await),
+            ok => ok,
+        }
     }
     /// Write text.
     pub async fn write_text(&self, text: &str) -> Result<()> {
@@ -193,8 +220,13 @@ impl AsyncNode {
     pub async fn writer(&self) -> Result<NodeWriter> {
         self.mount.check_write(&self.path)?;
         self.check_create(false).await?;
+        let inner = if self.mount.can_stream() {
+            Sink::Stream(self.mount.writer(&self.path).await?)
+        } else {
+            Sink::Spool(tempfile::tempfile().map_err(|e| Error::from_io(self.fullpath(), e))?)
+        };
         Ok(NodeWriter {
-            inner: self.mount.writer(&self.path).await?,
+            inner,
             node: self.clone(),
             written: 0,
         })
@@ -309,6 +341,13 @@ impl AsyncNode {
             return Ok(());
         }
         let reader = self.mount.reader(&self.path).await?;
+        if !dest.mount.can_stream() {
+            // one-request uploads (WebDAV): the source goes to a private temporary file
+            // first, then up in one request of its mapped pages
+            return self
+                .copy_via_temp(dest, reader, size, posix, on_bytes)
+                .await;
+        }
         // the copy carries the source's POSIX attributes (object backends keep them)
         let mut writer = dest.mount.writer_for(&dest.path, size, posix).await?;
         let (mut off, mut size) = (0u64, size);
@@ -339,6 +378,40 @@ impl AsyncNode {
             on_bytes(n);
         }
         dest.mount.close_writer(&dest.path, writer, off).await
+    }
+
+    /// [`AsyncNode::copy_file`] to a backend whose uploads are one request: through an
+    /// unlinked temporary file, so that the daemon's memory never holds the file.
+    async fn copy_via_temp(
+        &self,
+        dest: &AsyncNode,
+        reader: opendal::Reader,
+        size: u64,
+        posix: &PosixMeta,
+        on_bytes: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let tmp = tempfile::tempfile().map_err(|e| Error::from_io(dest.fullpath(), e))?;
+        let mut off = 0u64;
+        while off < size {
+            let end = (off + CHUNK as u64).min(size);
+            let buf = reader
+                .read(off..end)
+                .await
+                .map_err(|e| Error::from_opendal(self.fullpath(), e))?;
+            if buf.is_empty() {
+                break;
+            }
+            tmp.write_all_at(&buf.to_bytes(), off)
+                .map_err(|e| Error::from_io(dest.fullpath(), e))?;
+            off += buf.len() as u64;
+            on_bytes(buf.len() as u64);
+        }
+        let body = crate::storage::mapped::Mapped::of(&tmp, off)
+            .map_err(|e| Error::from_io(dest.fullpath(), e))?;
+        dest.mount
+            .write_with_meta(&dest.path, Bytes::from_owner(body), posix)
+            .await
     }
 
     /// Copy this file or tree to `dest` with skip rules, globs, bounded concurrency and
@@ -437,34 +510,61 @@ impl NodeReader {
 
 /// A streaming writer; nothing is visible until [`NodeWriter::close`].
 pub struct NodeWriter {
-    inner: opendal::Writer,
+    inner: Sink,
     node: AsyncNode,
     written: u64,
+}
+
+/// Where a [`NodeWriter`]'s bytes go: the backend's streaming writer, or (backends whose
+/// uploads are one request, such as WebDAV) an unlinked temporary file uploaded at close.
+enum Sink {
+    Stream(opendal::Writer),
+    Spool(std::fs::File),
 }
 
 impl NodeWriter {
     /// Append a chunk.
     pub async fn write(&mut self, data: impl Into<Bytes>) -> Result<()> {
         let data: Bytes = data.into();
+        let off = self.written;
         self.written += data.len() as u64;
-        self.inner
-            .write(data)
-            .await
-            .map_err(|e| Error::from_opendal(self.node.fullpath(), e))
+        match &mut self.inner {
+            Sink::Stream(w) => w
+                .write(data)
+                .await
+                .map_err(|e| Error::from_opendal(self.node.fullpath(), e)),
+            Sink::Spool(f) => {
+                use std::os::unix::fs::FileExt;
+                f.write_all_at(&data, off)
+                    .map_err(|e| Error::from_io(self.node.fullpath(), e))
+            }
+        }
     }
     /// Finish: the file exists with all the bytes once this returns Ok.
     pub async fn close(self) -> Result<()> {
-        self.node
-            .mount
-            .close_writer(&self.node.path, self.inner, self.written)
-            .await
+        match self.inner {
+            Sink::Stream(w) => {
+                self.node
+                    .mount
+                    .close_writer(&self.node.path, w, self.written)
+                    .await
+            }
+            Sink::Spool(f) => {
+                let body = crate::storage::mapped::Mapped::of(&f, self.written)
+                    .map_err(|e| Error::from_io(self.node.fullpath(), e))?;
+                self.node
+                    .mount
+                    .write_all(&self.node.path, Bytes::from_owner(body))
+                    .await
+            }
+        }
     }
     /// Give up: no (partial) file stays behind. (On local mounts the bytes go straight to
     /// the file while it is written, and abort removes it.)
     pub async fn abort(self) -> Result<()> {
-        self.node
-            .mount
-            .abort_writer(&self.node.path, self.inner)
-            .await
+        match self.inner {
+            Sink::Stream(w) => self.node.mount.abort_writer(&self.node.path, w).await,
+            Sink::Spool(_) => Ok(()), // nothing was sent
+        }
     }
 }

@@ -19,6 +19,8 @@ pub enum Kind {
     Local,
     Memory,
     S3,
+    /// WebDAV on dav-server (Rust, in-process) over a temp dir.
+    Webdav,
 }
 
 /// A configured manager with one mount called `t` on the chosen backend, plus what keeps it alive.
@@ -60,7 +62,74 @@ pub fn mount_config(kind: Kind, name: &str, tmp: &tempfile::TempDir) -> MountCon
         }
         Kind::Memory => MountConfig::memory(name),
         Kind::S3 => s3_mount(name, &unique("p")),
+        Kind::Webdav => {
+            let (endpoint, dir) = dav_server();
+            let sub = unique("dav");
+            std::fs::create_dir_all(dir.join(&sub)).unwrap();
+            MountConfig::webdav(name, endpoint).option("root", format!("/{sub}/"))
+        }
     }
+}
+
+/// A WebDAV server (dav-server's LocalFs) started once per test binary on 127.0.0.1, on its
+/// own thread and runtime, serving a temp dir: (endpoint, the dir). It also answers plain
+/// GET with ranges, which the read-only HTTP mounts use.
+pub fn dav_server() -> (String, std::path::PathBuf) {
+    static SERVER: OnceLock<(String, std::path::PathBuf)> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let served = dir.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("dav-server".into())
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async move {
+                        use hyper_util::rt::{TokioExecutor, TokioIo};
+                        use hyper_util::server::conn::auto::Builder as ConnBuilder;
+                        let dav = dav_server::DavHandler::builder()
+                            .filesystem(dav_server::localfs::LocalFs::new(
+                                &served, false, false, false,
+                            ))
+                            .locksystem(dav_server::fakels::FakeLs::new())
+                            .build_handler();
+                        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                            .await
+                            .expect("bind 127.0.0.1 for the test WebDAV server");
+                        tx.send(listener.local_addr().unwrap()).unwrap();
+                        let http = ConnBuilder::new(TokioExecutor::new());
+                        loop {
+                            let Ok((socket, _)) = listener.accept().await else {
+                                continue;
+                            };
+                            let dav = dav.clone();
+                            let service = hyper::service::service_fn(move |req| {
+                                let dav = dav.clone();
+                                async move {
+                                    Ok::<_, std::convert::Infallible>(dav.handle(req).await)
+                                }
+                            });
+                            let conn = http
+                                .serve_connection(TokioIo::new(socket), service)
+                                .into_owned();
+                            tokio::spawn(async move {
+                                let _ = conn.await;
+                            });
+                        }
+                    });
+                })
+                .unwrap();
+            let addr = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("the in-process WebDAV server did not start");
+            (format!("http://{addr}"), dir)
+        })
+        .clone()
 }
 
 pub fn s3_mount(name: &str, prefix: &str) -> MountConfig {
@@ -238,6 +307,24 @@ fn toml_mount(c: &MountConfig) -> String {
                 if let Some(v) = v {
                     s += &format!("{k} = \"{}\"\n", v.expose());
                 }
+            }
+        }
+        Backend::Service(c) => {
+            s += &format!(
+                "protocol = \"{}\"\ntimeout = {}\nretries = {}\n",
+                c.service.name(),
+                c.timeout.as_secs_f64(),
+                c.retries
+            );
+            for (k, v) in &c.options {
+                if c.service.flags().contains(&k.as_str()) {
+                    s += &format!("{k} = {v}\n");
+                } else {
+                    s += &format!("{k} = \"{v}\"\n");
+                }
+            }
+            for (k, v) in &c.secrets {
+                s += &format!("{k} = \"{}\"\n", v.expose());
             }
         }
     }

@@ -681,8 +681,11 @@ impl OpenFile {
     /// ends the streaming (the staged copy is then uploaded at close). A streaming failure
     /// is not the application's: the staged copy still holds the bytes.
     async fn feed(&self, stream: &mut Stream, path: &str, off: u64, data: &[u8]) {
-        if matches!(stream, Stream::Unstarted) && self.mount.is_memory() {
-            // nothing to overlap on a memory mount: close hands the staged pages over
+        if matches!(stream, Stream::Unstarted)
+            && (self.mount.is_memory() || !self.mount.can_stream())
+        {
+            // nothing to overlap on a memory mount: close hands the staged pages over; and a
+            // backend whose uploads are one request (WebDAV) gets the file whole at close
             *stream = Stream::Off;
         }
         if matches!(stream, Stream::Unstarted) {
@@ -966,6 +969,14 @@ async fn upload(mount: &Mount, path: &str, file: &File, size: u64, meta: &PosixM
     let ctx = mount.ctx(path);
     if size == 0 {
         return mount.write_with_meta(path, Bytes::new(), meta).await;
+    }
+    if !mount.can_stream() {
+        // one request with the whole file, its body the staged file's pages (mapped, not
+        // copied into the daemon's memory)
+        let body = crate::storage::mapped::Mapped::of(file, size).map_err(|e| io_err(&ctx, e))?;
+        return mount
+            .write_with_meta(path, Bytes::from_owner(body), meta)
+            .await;
     }
     let mut w = mount.writer_for(path, size, meta).await?;
     let mut off = 0u64;

@@ -9,6 +9,12 @@ use toml::{Spanned, Table, Value};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
+mod parse;
+mod services;
+
+use parse::{at, guard_secret_file, inline_secret, key_line, line_of, parse_mount, SecretFiles};
+pub use services::{Service, ServiceConfig};
+
 /// What a mount lets its users do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Permissions {
@@ -93,6 +99,9 @@ pub enum Backend {
         /// others show up only once it ran out.
         cache_ttl: Option<Duration>,
     },
+    /// A service opendal speaks, configured by its own keys: SFTP, WebDAV, Azure Blob, GCS,
+    /// FTP, HTTP (read-only).
+    Service(ServiceConfig),
 }
 
 /// Default deadline of one S3 request attempt.
@@ -107,12 +116,15 @@ impl Backend {
             Backend::Local { .. } => "local",
             Backend::Memory { .. } => "memory",
             Backend::S3 { .. } => "s3",
+            Backend::Service(s) => s.service.name(),
         }
     }
 }
 
 /// The protocols a mount may use.
-pub const PROTOCOLS: &[&str] = &["local", "memory", "s3"];
+pub const PROTOCOLS: &[&str] = &[
+    "local", "memory", "s3", "sftp", "webdav", "azblob", "gcs", "ftp", "http",
+];
 
 /// One named mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +174,57 @@ impl MountConfig {
                 cache_ttl: None,
             },
         )
+    }
+    /// A mount of an opendal service (SFTP, WebDAV, Azure Blob, GCS, FTP, HTTP), set up with
+    /// [`MountConfig::option`] and [`MountConfig::secret`] by the service's own key names.
+    pub fn service(name: impl Into<String>, service: Service) -> Self {
+        Self::with_backend(name, Backend::Service(ServiceConfig::new(service)))
+    }
+    /// An SFTP mount: `endpoint` is `ssh://host:port`; set `user`, `key` (a private key's
+    /// path) and `root` with [`MountConfig::option`].
+    pub fn sftp(name: impl Into<String>, endpoint: impl Into<String>) -> Self {
+        Self::service(name, Service::Sftp).option("endpoint", endpoint)
+    }
+    /// A WebDAV mount of `endpoint` (`http(s)://…`).
+    pub fn webdav(name: impl Into<String>, endpoint: impl Into<String>) -> Self {
+        Self::service(name, Service::Webdav).option("endpoint", endpoint)
+    }
+    /// An Azure Blob container (`endpoint` such as `https://ACCOUNT.blob.core.windows.net`);
+    /// set `account_name` and the secret `account_key` (or `sas_token`).
+    pub fn azblob(
+        name: impl Into<String>,
+        endpoint: impl Into<String>,
+        container: impl Into<String>,
+    ) -> Self {
+        Self::service(name, Service::Azblob)
+            .option("endpoint", endpoint)
+            .option("container", container)
+    }
+    /// A GCS bucket; set `credential_path` (or `allow_anonymous` = `true` for emulators).
+    pub fn gcs(name: impl Into<String>, bucket: impl Into<String>) -> Self {
+        Self::service(name, Service::Gcs).option("bucket", bucket)
+    }
+    /// An FTP mount of `endpoint` (`ftp://host:port`, or `ftps://`).
+    pub fn ftp(name: impl Into<String>, endpoint: impl Into<String>) -> Self {
+        Self::service(name, Service::Ftp).option("endpoint", endpoint)
+    }
+    /// A read-only HTTP mount of `endpoint`.
+    pub fn http(name: impl Into<String>, endpoint: impl Into<String>) -> Self {
+        Self::service(name, Service::Http).option("endpoint", endpoint)
+    }
+    /// Services: set one of the service's opendal keys (see [`Service::keys`]).
+    pub fn option(mut self, key: &str, value: impl Into<String>) -> Self {
+        if let Backend::Service(s) = &mut self.backend {
+            s.options.insert(key.to_string(), value.into());
+        }
+        self
+    }
+    /// Services: set one of the service's secret keys (see [`Service::secret_keys`]).
+    pub fn secret(mut self, key: &str, value: impl Into<String>) -> Self {
+        if let Backend::Service(s) = &mut self.backend {
+            s.secrets.insert(key.to_string(), Secret::new(value));
+        }
+        self
     }
     fn with_backend(name: impl Into<String>, backend: Backend) -> Self {
         MountConfig {
@@ -231,24 +294,31 @@ impl MountConfig {
         }
         self
     }
-    /// S3: deadline of one request attempt.
+    /// S3 and services: deadline of one request attempt.
     pub fn timeout(mut self, v: Duration) -> Self {
-        if let Backend::S3 { timeout, .. } = &mut self.backend {
-            *timeout = v;
+        match &mut self.backend {
+            Backend::S3 { timeout, .. } => *timeout = v,
+            Backend::Service(s) => s.timeout = v,
+            _ => {}
         }
         self
     }
-    /// S3: retries of a failed request.
+    /// S3 and services: retries of a failed request.
     pub fn retries(mut self, v: usize) -> Self {
-        if let Backend::S3 { retries, .. } = &mut self.backend {
-            *retries = v;
+        match &mut self.backend {
+            Backend::S3 { retries, .. } => *retries = v,
+            Backend::Service(s) => s.retries = v,
+            _ => {}
         }
         self
     }
-    /// S3: how long the FUSE daemon trusts attributes, absences and listings it learned.
+    /// S3 and services: how long the FUSE daemon trusts attributes, absences and listings
+    /// it learned.
     pub fn cache_ttl(mut self, v: Duration) -> Self {
-        if let Backend::S3 { cache_ttl, .. } = &mut self.backend {
-            *cache_ttl = Some(v);
+        match &mut self.backend {
+            Backend::S3 { cache_ttl, .. } => *cache_ttl = Some(v),
+            Backend::Service(s) => s.cache_ttl = Some(v),
+            _ => {}
         }
         self
     }
@@ -305,6 +375,11 @@ impl MountConfig {
                 })?;
             }
             Backend::Memory { .. } => {}
+            Backend::Service(s) => {
+                if let Some((key, msg)) = s.problem() {
+                    return Err(Error::config(format!("{who}: key \"{key}\""), msg));
+                }
+            }
             Backend::S3 { bucket, .. } => {
                 if bucket.is_empty() {
                     return Err(Error::config(
@@ -570,323 +645,6 @@ pub fn parse_size(s: &str) -> Option<u64> {
     (v.is_finite() && v >= 1.0 && v < u64::MAX as f64).then_some(v as u64)
 }
 
-/// Where secret files named in a config are found, and whether loose modes are let through.
-struct SecretFiles<'a> {
-    base: &'a Path,
-    allow_insecure: bool,
-}
-
-impl SecretFiles<'_> {
-    /// The secret in `file` (relative to the config's directory): its text without the
-    /// trailing newline; the file must be closed to group and others.
-    fn read(&self, file: &str, who: &str) -> Result<Secret> {
-        let path = self.base.join(file);
-        guard_secret_file(&path, who, self.allow_insecure)?;
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::config(who, format!("cannot read {}: {e}", path.display())))?;
-        let secret = text.trim_end_matches(['\n', '\r']);
-        if secret.is_empty() {
-            return Err(Error::config(who, format!("{} is empty", path.display())));
-        }
-        Ok(Secret::new(secret))
-    }
-}
-
-/// The first key of the config text that holds a secret inline (`mount "s3": key
-/// "secret_key"`), if any.
-fn inline_secret(text: &str) -> Option<String> {
-    let raw: Table = toml::from_str(text).ok()?;
-    let mounts = raw.get("mount")?.as_array()?;
-    mounts.iter().filter_map(Value::as_table).find_map(|m| {
-        let name = m.get("name").and_then(Value::as_str).unwrap_or("?");
-        ["secret_key", "session_token"]
-            .into_iter()
-            .find(|k| m.contains_key(*k))
-            .map(|k| format!("mount \"{name}\": key \"{k}\""))
-    })
-}
-
-/// Refuse a file holding a secret (named by `who`) that group or others may read or write,
-/// with the fix; with `allow_insecure`, warn instead (as s3fs refuses such a passwd file).
-fn guard_secret_file(path: &Path, who: &str, allow_insecure: bool) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let md = std::fs::metadata(path)
-        .map_err(|e| Error::config(who, format!("cannot read {}: {e}", path.display())))?;
-    if !md.is_file() {
-        return Err(Error::config(
-            who,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
-    let mode = md.mode() & 0o777;
-    if mode & 0o077 == 0 {
-        return Ok(());
-    }
-    let msg = format!(
-        "{} holds a secret and group or others may access it (mode {mode:04o}): run chmod 600 {}",
-        path.display(),
-        path.display()
-    );
-    if allow_insecure {
-        tracing::warn!("{who}: {msg} (accepted: --allow-insecure-config)");
-        return Ok(());
-    }
-    Err(Error::config(
-        who,
-        format!("{msg}, or keep the secret in the environment or a *_file key (--allow-insecure-config overrides)"),
-    ))
-}
-
-fn at(origin: &str, line: Option<usize>) -> String {
-    match line {
-        Some(l) => format!("{origin}:{l}: "),
-        None => format!("{origin}: "),
-    }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// The line of `key = ...` inside the byte span of a table, if it is written there.
-fn key_line(text: &str, span: std::ops::Range<usize>, key: &str) -> Option<usize> {
-    let start = span.start.min(text.len());
-    let end = span.end.min(text.len());
-    let mut offset = start;
-    for l in text[start..end].split_inclusive('\n') {
-        let t = l.trim_start();
-        if let Some(rest) = t.strip_prefix(key) {
-            if rest.trim_start().starts_with('=') {
-                return Some(line_of(text, offset));
-            }
-        }
-        offset += l.len();
-    }
-    None
-}
-
-fn parse_mount(
-    t: &Table,
-    index: usize,
-    text: &str,
-    span: std::ops::Range<usize>,
-    origin: &str,
-    line: usize,
-    files: &SecretFiles<'_>,
-) -> Result<MountConfig> {
-    let kl = |key: &str| {
-        at(
-            origin,
-            Some(key_line(text, span.clone(), key).unwrap_or(line)),
-        )
-    };
-    let name = match t.get("name") {
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => {
-            return Err(Error::config(
-                format!("{}mount #{}: key \"name\"", kl("name"), index + 1),
-                format!("expected a string, found {}", v.type_str()),
-            ))
-        }
-        None => {
-            return Err(Error::config(
-                format!(
-                    "{}mount #{}: key \"name\"",
-                    at(origin, Some(line)),
-                    index + 1
-                ),
-                "missing (every mount needs a name)",
-            ))
-        }
-    };
-    let who = |key: &str| format!("{}mount \"{name}\": key \"{key}\"", kl(key));
-    // A number of seconds within `range` (described by `what`); None when the key is absent.
-    let seconds = |key: &str, what: &str, range: fn(f64) -> bool| -> Result<Option<Duration>> {
-        let secs = match t.get(key) {
-            None => return Ok(None),
-            Some(Value::Integer(i)) => *i as f64,
-            Some(Value::Float(f)) => *f,
-            Some(v) => {
-                return Err(Error::config(
-                    who(key),
-                    format!("expected seconds (a number), found {}", v.type_str()),
-                ))
-            }
-        };
-        if !range(secs) {
-            return Err(Error::config(
-                who(key),
-                format!("{secs} is out of range (seconds, {what})"),
-            ));
-        }
-        Ok(Some(Duration::from_secs_f64(secs)))
-    };
-    let string = |key: &str| -> Result<Option<String>> {
-        match t.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(v) => Err(Error::config(
-                who(key),
-                format!("expected a string, found {}", v.type_str()),
-            )),
-        }
-    };
-    // A secret, written inline as `key` or read from the file `key_file` (not both).
-    let secret = |key: &str| -> Result<Option<Secret>> {
-        let file_key = format!("{key}_file");
-        match (string(key)?, string(&file_key)?) {
-            (Some(_), Some(_)) => Err(Error::config(
-                who(&file_key),
-                format!("set either {key} or {file_key}, not both"),
-            )),
-            (Some(v), None) => Ok(Some(Secret::from(v))),
-            (None, Some(f)) => files.read(&f, &who(&file_key)).map(Some),
-            (None, None) => Ok(None),
-        }
-    };
-    validate_name(&name).map_err(|m| Error::config(who("name"), m))?;
-    let protocol = string("protocol")?.ok_or_else(|| {
-        Error::config(
-            who("protocol"),
-            format!("missing; valid protocols: {}", PROTOCOLS.join(", ")),
-        )
-    })?;
-    let allowed: &[&str] = match protocol.as_str() {
-        "local" => LOCAL_KEYS,
-        "memory" => MEMORY_KEYS,
-        "s3" => S3_KEYS,
-        other => {
-            return Err(Error::config(
-                who("protocol"),
-                format!(
-                    "unknown protocol {other:?}; valid protocols: {}",
-                    PROTOCOLS.join(", ")
-                ),
-            ))
-        }
-    };
-    for key in t.keys() {
-        if !COMMON_KEYS.contains(&key.as_str()) && !allowed.contains(&key.as_str()) {
-            let mut valid: Vec<&str> = COMMON_KEYS.to_vec();
-            valid.extend_from_slice(allowed);
-            return Err(Error::config(
-                who(key),
-                format!(
-                    "unknown key for protocol {protocol}; valid keys: {}",
-                    valid.join(", ")
-                ),
-            ));
-        }
-    }
-    let permissions = match string("permissions")? {
-        None => Permissions::default(),
-        Some(p) => Permissions::parse(&p).ok_or_else(|| {
-            Error::config(
-                who("permissions"),
-                format!("unknown value {p:?}; valid: readonly, readwrite, delete"),
-            )
-        })?,
-    };
-    let backend = match protocol.as_str() {
-        "local" => {
-            let root = string("root_path")?.ok_or_else(|| {
-                Error::config(who("root_path"), "missing (a local mount needs root_path)")
-            })?;
-            let create = match t.get("create") {
-                None => false,
-                Some(Value::Boolean(b)) => *b,
-                Some(v) => {
-                    return Err(Error::config(
-                        who("create"),
-                        format!("expected a boolean, found {}", v.type_str()),
-                    ))
-                }
-            };
-            Backend::Local {
-                root: PathBuf::from(root),
-                create,
-            }
-        }
-        "memory" => Backend::Memory {
-            max_size: match t.get("max_size") {
-                None => default_memory_budget(),
-                Some(Value::Integer(i)) if *i > 0 => *i as u64,
-                Some(Value::String(v)) => parse_size(v).ok_or_else(|| {
-                    Error::config(
-                        who("max_size"),
-                        format!("{v:?} is not a size such as 512MiB, 2G or 1000000"),
-                    )
-                })?,
-                Some(v) => {
-                    return Err(Error::config(
-                        who("max_size"),
-                        format!("expected bytes (above 0) or a size such as \"512MiB\", found {v}"),
-                    ))
-                }
-            },
-        },
-        _ => Backend::S3 {
-            bucket: string("bucket")?.ok_or_else(|| {
-                Error::config(who("bucket"), "missing (an s3 mount needs bucket)")
-            })?,
-            prefix: string("prefix")?,
-            region: string("region")?.unwrap_or_else(|| "us-east-1".into()),
-            endpoint_url: string("endpoint_url")?,
-            access_key: string("access_key")?.map(Secret::from),
-            secret_key: secret("secret_key")?,
-            session_token: secret("session_token")?,
-            timeout: seconds("timeout", "above 0 and at most 3600", |s| {
-                s > 0.0 && s <= 3600.0
-            })?
-            .unwrap_or(DEFAULT_S3_TIMEOUT),
-            retries: match t.get("retries") {
-                None => DEFAULT_S3_RETRIES,
-                Some(Value::Integer(i)) if (0..=20).contains(i) => *i as usize,
-                Some(v) => {
-                    return Err(Error::config(
-                        who("retries"),
-                        format!("expected a whole number from 0 to 20, found {v}"),
-                    ))
-                }
-            },
-            cache_ttl: seconds("cache_ttl", "from 0 to 86400", |s| {
-                (0.0..=86400.0).contains(&s)
-            })?,
-        },
-    };
-    if let Backend::S3 {
-        access_key,
-        secret_key,
-        session_token,
-        ..
-    } = &backend
-    {
-        if access_key.is_some() != secret_key.is_some() {
-            let missing = if access_key.is_some() {
-                "secret_key"
-            } else {
-                "access_key"
-            };
-            return Err(Error::config(
-                who(missing),
-                "missing: access_key and secret_key (or secret_key_file) are set together, \
-                 or both left to the environment",
-            ));
-        }
-        if session_token.is_some() && access_key.is_none() {
-            return Err(Error::config(
-                who("session_token"),
-                "needs access_key and secret_key beside it",
-            ));
-        }
-    }
-    Ok(MountConfig {
-        name,
-        permissions,
-        backend,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -929,18 +687,85 @@ attr_ttl = 2.0
         }
     }
 
+    #[test]
+    fn services_take_opendal_keys_and_refuse_what_would_fail() {
+        let c = parse(
+            r#"
+[[mount]]
+name = "dav"
+protocol = "webdav"
+endpoint = "http://127.0.0.1:8080"
+username = "u"
+password = "p"
+root = "/share"
+timeout = 5
+
+[[mount]]
+name = "g"
+protocol = "gcs"
+bucket = "b"
+endpoint = "http://127.0.0.1:4443"
+allow_anonymous = true
+"#,
+        )
+        .unwrap();
+        let Backend::Service(s) = &c.mounts[0].backend else {
+            panic!("{:?}", c.mounts[0].backend)
+        };
+        assert_eq!(s.service, Service::Webdav);
+        assert_eq!(s.options["root"], "/share");
+        assert_eq!(s.secrets["password"].expose(), "p");
+        assert_eq!(s.timeout, Duration::from_secs(5));
+        let Backend::Service(g) = &c.mounts[1].backend else {
+            panic!()
+        };
+        let opts = g.opendal_options();
+        for k in [
+            "disable_vm_metadata",
+            "disable_config_load",
+            "skip_signature",
+        ] {
+            assert!(
+                opts.contains(&(k.to_string(), "true".to_string())),
+                "{k}: {opts:?}"
+            );
+        }
+        // one-line errors that name the key
+        let e = err("[[mount]]\nname = \"f\"\nprotocol = \"ftp\"\nendpoint = \"127.0.0.1:21\"\n");
+        assert!(
+            e.contains("mount \"f\": key \"endpoint\"") && e.contains("ftp://"),
+            "{e}"
+        );
+        let e = err("[[mount]]\nname = \"s\"\nprotocol = \"sftp\"\nuser = \"x\"\n");
+        assert!(e.contains("key \"endpoint\": missing"), "{e}");
+        let e = err("[[mount]]\nname = \"a\"\nprotocol = \"azblob\"\nendpoint = \"http://h\"\ncontainer = \"c\"\naccount_name = \"n\"\n");
+        assert!(
+            e.contains("key \"account_key\"") && e.contains("metadata server"),
+            "{e}"
+        );
+        let e = err("[[mount]]\nname = \"g\"\nprotocol = \"gcs\"\nbucket = \"b\"\n");
+        assert!(e.contains("key \"credential_path\""), "{e}");
+        let e = err("[[mount]]\nname = \"h\"\nprotocol = \"http\"\nendpoint = \"http://h\"\nbucket = \"b\"\n");
+        assert!(
+            e.contains("key \"bucket\": unknown key for protocol http"),
+            "{e}"
+        );
+        let e = err("[[mount]]\nname = \"g\"\nprotocol = \"gcs\"\nbucket = \"b\"\nallow_anonymous = \"yes\"\n");
+        assert!(e.contains("expected a boolean"), "{e}");
+    }
+
     fn err(text: &str) -> String {
         parse(text).unwrap_err().to_string()
     }
 
     #[test]
     fn errors_name_file_line_mount_and_key() {
-        let e = err("[[mount]]\nname = \"a\"\nprotocol = \"ftp\"\n");
+        let e = err("[[mount]]\nname = \"a\"\nprotocol = \"smb\"\n");
         assert!(
             e.starts_with("mounts.toml:3: mount \"a\": key \"protocol\""),
             "{e}"
         );
-        assert!(e.contains("local, memory, s3"), "{e}");
+        assert!(e.contains("local, memory, s3, sftp"), "{e}");
 
         let e = err("[[mount]]\nname = \"a\"\nprotocol = \"local\"\nroot_pth = \"/tmp\"\n");
         assert!(
