@@ -841,6 +841,13 @@ fn a_memory_mount_keeps_to_its_budget_and_holes_take_no_memory() {
         "y"
     );
     d.sh("rm huge");
+    // a reservation takes from the budget as a write does
+    let out = d.sh("fallocate -l 100M resv 2>&1 || echo refused");
+    assert!(
+        out.contains("No space left") && out.contains("refused"),
+        "{out}"
+    );
+    d.sh("fallocate -l 4M resv && test $(stat -c %s resv) = 4194304 && rm resv");
     // one file written past the budget before its first close: what it has staged counts
     let out = d.sh("head -c 100M /dev/zero 2>&1 >one || echo refused");
     assert!(out.contains("No space left"), "{out}");
@@ -919,4 +926,16 @@ fn the_mount_is_typed_and_named() {
         line.contains(" - fuse.genro-storage genro-test-source "),
         "{line}"
     );
+}
+
+/// A setgid directory passes its group on to what is made in it, and its setgid bit to new
+/// directories, on object backends as on every POSIX filesystem.
+#[test]
+fn a_setgid_directory_passes_its_group_on() {
+    let d = Daemon::start(Kind::Memory);
+    let out = d.sh(
+        "mkdir d && chgrp daemon d && chmod 2775 d && mkdir d/sub && touch d/f && \
+         stat -c '%A %G' d/sub d/f",
+    );
+    assert_eq!(out, "drwxr-sr-x daemon\n-rw-r--r-- daemon\n", "{out}");
 }

@@ -93,7 +93,11 @@ impl Fs {
             h.file.native_resized();
             return Ok(());
         }
+        let on_memory = self.mount(self.mount_of(ino).unwrap_or(0)).is_memory();
         match mode {
+            // a memory mount reserves the range in the staged file's pages, from its budget
+            // (ENOSPC past it), as a filesystem does; elsewhere a reservation means nothing
+            0 | libc::FALLOC_FL_KEEP_SIZE if on_memory => self.punch(ino, &h, mode, off, len).await,
             libc::FALLOC_FL_KEEP_SIZE => Ok(()),
             0 => {
                 let end = off.saturating_add(len);
@@ -107,23 +111,7 @@ impl Fs {
                 self.setattr(ino, set).await.map(|_| ())
             }
             m if m & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 => {
-                // on the staged copy, uploaded at close like any write
-                let mp = self.open_path(ino);
-                if let Some((m, p)) = &mp {
-                    if let Side::Object(o) = self.side(*m) {
-                        let end = off.saturating_add(len);
-                        o.may_hold(p, end, 0)?;
-                    }
-                }
-                let p = mp.as_ref().map(|(_, p)| p.as_str());
-                h.file.punch(p, &self.cache_dir, mode, off, len).await?;
-                h.pending.store(true, Ordering::Release);
-                if let Some((m, p)) = &mp {
-                    if let Side::Object(o) = self.side(*m) {
-                        o.wrote(p);
-                    }
-                }
-                Ok(())
+                self.punch(ino, &h, mode, off, len).await
             }
             _ => Err(Error::new(
                 ErrorKind::Unsupported,
@@ -131,6 +119,32 @@ impl Fs {
                 "collapse and insert ranges are not served on object backends",
             )),
         }
+    }
+
+    /// fallocate on an object file's staged copy, uploaded at close like any write.
+    async fn punch(
+        &self,
+        ino: u64,
+        h: &crate::fuse::handles::FileHandle,
+        mode: i32,
+        off: u64,
+        len: u64,
+    ) -> Result<()> {
+        let mp = self.open_path(ino);
+        if let Some((m, p)) = &mp {
+            if let Side::Object(o) = self.side(*m) {
+                o.may_hold(p, off.saturating_add(len), 0)?;
+            }
+        }
+        let p = mp.as_ref().map(|(_, p)| p.as_str());
+        h.file.punch(p, &self.cache_dir, mode, off, len).await?;
+        h.pending.store(true, Ordering::Release);
+        if let Some((m, p)) = &mp {
+            if let Side::Object(o) = self.side(*m) {
+                o.wrote(p);
+            }
+        }
+        Ok(())
     }
 
     /// copy_file_range(2) between two host files, by the host (a reflink where the host

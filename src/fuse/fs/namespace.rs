@@ -6,10 +6,10 @@ use super::*;
 
 impl Fs {
     /// The parent must exist and be a directory.
-    pub(super) async fn parent_dir(&self, parent: u64) -> Result<()> {
+    pub(super) async fn parent_dir(&self, parent: u64) -> Result<Meta> {
         let pt = self.target(parent)?;
         match self.meta(&pt).await? {
-            Some(m) if m.kind == FileType::Directory => Ok(()),
+            Some(m) if m.kind == FileType::Directory => Ok(m),
             Some(_) => Err(Error::not_a_directory(self.ctx(&pt))),
             None => Err(not_found(self.ctx(&pt))),
         }

@@ -12,12 +12,28 @@ impl Object<'_> {
     /// The parent directory must exist and be one; the name must not exist. (The attribute
     /// cache is trusted here: the kernel looked the name up just before, and our own
     /// mutations keep the cache right.)
-    async fn may_make(&self, parent: u64, t: &Target, p: &str) -> Result<()> {
-        self.fs.parent_dir(parent).await?;
+    async fn may_make(&self, parent: u64, t: &Target, p: &str) -> Result<Meta> {
+        let dir = self.fs.parent_dir(parent).await?;
         if self.meta(t, p).await?.is_some() {
             return Err(Error::new(ErrorKind::AlreadyExists, self.ctx(p), "exists"));
         }
-        Ok(())
+        Ok(dir)
+    }
+
+    /// Who a new entry in `dir` belongs to: the caller, with the directory's group when the
+    /// directory is setgid (as on every POSIX filesystem); and whether a new directory there
+    /// is setgid too.
+    fn owner_in(dir: &Meta, caller: Caller) -> (Caller, bool) {
+        if u32::from(dir.perm) & libc::S_ISGID == 0 {
+            return (caller, false);
+        }
+        (
+            Caller {
+                uid: caller.uid,
+                gid: dir.gid,
+            },
+            true,
+        )
     }
 
     /// The attributes a new entry carries: type and mode, its creator.
@@ -110,7 +126,13 @@ impl Object<'_> {
         mode: u16,
         caller: Caller,
     ) -> Result<(u64, Meta)> {
-        self.may_make(parent, &t, p).await?;
+        let dir = self.may_make(parent, &t, p).await?;
+        let (caller, sgid) = Self::owner_in(&dir, caller);
+        let mode = if sgid {
+            mode | libc::S_ISGID as u16
+        } else {
+            mode
+        };
         let posix = Self::new_posix(libc::S_IFDIR, u32::from(mode), caller);
         self.mount.set_meta(p, true, 0, &posix).await?;
         let now = SystemTime::now();
@@ -149,7 +171,8 @@ impl Object<'_> {
         flags: i32,
         caller: Caller,
     ) -> Result<(u64, Meta, Opened)> {
-        self.fs.parent_dir(parent).await?;
+        let dir = self.fs.parent_dir(parent).await?;
+        let (caller, _) = Self::owner_in(&dir, caller);
         let mut new_file = None;
         match self.meta(&t, p).await? {
             Some(_) if flags & libc::O_EXCL != 0 => {
@@ -341,7 +364,8 @@ impl Object<'_> {
             self.fs.release(ino, o.fh).await?;
             return Ok((ino, meta));
         }
-        self.may_make(parent, &t, p).await?;
+        let dir = self.may_make(parent, &t, p).await?;
+        let (caller, _) = Self::owner_in(&dir, caller);
         let mut posix = Self::new_posix(kind, mode & !umask, caller);
         posix.rdev = (rdev != 0).then_some(rdev);
         self.mount.put_special(p, &posix).await?;
@@ -357,7 +381,8 @@ impl Object<'_> {
         target: &Path,
         caller: Caller,
     ) -> Result<(u64, Meta)> {
-        self.may_make(parent, &t, p).await?;
+        let dir = self.may_make(parent, &t, p).await?;
+        let (caller, _) = Self::owner_in(&dir, caller);
         let posix = Self::new_posix(libc::S_IFLNK, 0o777, caller);
         let body = Bytes::copy_from_slice(target.as_os_str().as_bytes());
         self.mount.write_with_meta(p, body, &posix).await?;

@@ -789,12 +789,19 @@ impl OpenFile {
         else {
             unreachable!("staged above (object backends only)")
         };
-        // Both become a punched hole (which reads as zeros and takes nothing; tmpfs, where
-        // memory mounts stage, has no ZERO_RANGE), and ZERO_RANGE without KEEP_SIZE then
-        // extends the file over it.
-        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        // PUNCH_HOLE and ZERO_RANGE both become a punched hole (which reads as zeros and
+        // takes nothing; tmpfs, where memory mounts stage, has no ZERO_RANGE), and
+        // ZERO_RANGE without KEEP_SIZE then extends the file over it. A plain reservation
+        // (mode 0 or KEEP_SIZE) allocates the range in the staged copy, from its budget.
+        let reserve = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) == 0;
+        let how = if reserve {
+            charge.may_add(&self.mount, &ctx, len)?;
+            mode
+        } else {
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
+        };
         // SAFETY: a descriptor we hold; the other arguments are plain integers.
-        let r = unsafe { libc::fallocate(file.as_raw_fd(), punch, off as i64, len as i64) };
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), how, off as i64, len as i64) };
         if r != 0 {
             return Err(io_err(&ctx, std::io::Error::last_os_error()));
         }
