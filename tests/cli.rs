@@ -87,7 +87,7 @@ fn help_version_and_config_check() {
     }
     fs::write(
         d.path().join("bad.toml"),
-        "[[mount]]\nname = \"x\"\nprotocol = \"ftp\"\n",
+        "[[mount]]\nname = \"x\"\nprotocol = \"smb\"\n",
     )
     .unwrap();
     let out = run(d.path(), &["config", "check", "--config", "bad.toml"]);

@@ -458,7 +458,7 @@ fn refused_before_mounting_with_one_line() {
     ])
     .contains("not empty"));
     let bad = dir.path().join("bad.toml");
-    fs::write(&bad, "[[mount]]\nname = \"m\"\nprotocol = \"ftp\"\n").unwrap();
+    fs::write(&bad, "[[mount]]\nname = \"m\"\nprotocol = \"smb\"\n").unwrap();
     let e = run(&[
         "mount",
         dir.path().to_str().unwrap(),
@@ -938,4 +938,17 @@ fn a_setgid_directory_passes_its_group_on() {
          stat -c '%A %G' d/sub d/f",
     );
     assert_eq!(out, "drwxr-sr-x daemon\n-rw-r--r-- daemon\n", "{out}");
+}
+
+/// A WebDAV mount through the daemon with ordinary tools: directories, small and large
+/// files (uploaded in one request at close), rename, listing and removal.
+#[test]
+fn webdav_through_the_daemon() {
+    let d = Daemon::start(Kind::Webdav);
+    let out = d.sh(
+        "mkdir -p a/b && echo hi > a/b/f && cat a/b/f && mv a/b/f a/g && ls a && \
+         head -c 12M /dev/urandom > src.bin && cp src.bin a/big && cmp src.bin a/big && \
+         stat -c %s a/big && rm -r a && ls",
+    );
+    assert_eq!(out, "hi\nb\ng\n12582912\nsrc.bin\n", "{out}");
 }

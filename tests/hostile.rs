@@ -44,8 +44,8 @@ fn malformed_configs_are_refused_with_one_line_naming_the_culprit() {
         ),
         (m.to_string(), "mount \"m\": key \"protocol\": missing"),
         (
-            format!("{m}protocol = \"ftp\"\n"),
-            "m.toml:3: mount \"m\": key \"protocol\": unknown protocol \"ftp\"",
+            format!("{m}protocol = \"smb\"\n"),
+            "m.toml:3: mount \"m\": key \"protocol\": unknown protocol \"smb\"",
         ),
         (
             format!("{m}protocol = \"memory\"\nroot_path = \"/tmp\"\n"),

@@ -180,8 +180,12 @@ pub fn semantics(m: &Mount) -> Vec<(&'static str, String)> {
     };
     let kept = if m.is_s3() {
         "kept in the object's metadata (s3fs's x-amz-meta-mode, -uid, -gid, -mtime)"
-    } else {
+    } else if m.is_memory() {
         "kept with the object, as long as the memory mount"
+    } else if m.keeps_user_metadata() {
+        "kept in the backend's user metadata, set at upload"
+    } else {
+        "not kept by this backend: new entries show file_mode and dir_mode, chmod and chown of a file fail with EOPNOTSUPP"
     };
     let mut out = vec![
         ("read", object("ranged, clamped to the size")),

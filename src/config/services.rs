@@ -56,7 +56,14 @@ impl Service {
     pub fn keys(self) -> &'static [&'static str] {
         match self {
             Service::Sftp => &["endpoint", "root", "user", "key", "known_hosts_strategy"],
-            Service::Webdav => &["endpoint", "root", "username", "password", "token"],
+            Service::Webdav => &[
+                "endpoint",
+                "root",
+                "username",
+                "password",
+                "token",
+                "enable_user_metadata",
+            ],
             Service::Azblob => &[
                 "endpoint",
                 "root",
@@ -108,6 +115,7 @@ impl Service {
         match self {
             Service::Azblob => &["skip_signature"],
             Service::Gcs => &["allow_anonymous", "skip_signature"],
+            Service::Webdav => &["enable_user_metadata"],
             _ => &[],
         }
     }
@@ -213,6 +221,17 @@ impl ServiceConfig {
             }
             _ => None,
         }
+    }
+
+    /// Are POSIX attributes sent as the backend's user metadata? WebDAV keeps them as dead
+    /// properties (PROPPATCH) only when `enable_user_metadata = true`: many servers have no
+    /// PROPPATCH (dav-server, rclone serve webdav) and would refuse every upload.
+    pub fn keeps_user_metadata(&self) -> bool {
+        self.service != Service::Webdav
+            || self
+                .options
+                .get("enable_user_metadata")
+                .is_some_and(|v| v == "true")
     }
 
     /// The key-value pairs opendal's service is built from: the options and the secrets,

@@ -116,6 +116,8 @@ pub struct Mount {
     mem: Option<Arc<MemStore>>,
     /// S3 mounts: the requests opendal cannot make.
     raw: Option<S3Raw>,
+    /// POSIX attributes go with uploads as user metadata.
+    user_meta: bool,
 }
 
 impl Mount {
@@ -206,6 +208,11 @@ impl Mount {
                 .with_jitter(),
         );
         let caps = op.info().capability();
+        let user_meta = caps.write_with_user_metadata
+            && match &config.backend {
+                Backend::Service(s) => s.keeps_user_metadata(),
+                _ => true,
+            };
         Ok(Arc::new(Mount {
             config,
             op,
@@ -213,6 +220,7 @@ impl Mount {
             started: SystemTime::now(),
             mem,
             raw,
+            user_meta,
         }))
     }
 
@@ -702,7 +710,7 @@ impl Mount {
         self.check_write(path)?;
         self.check_inside(path)?;
         let mut w = self.op.write_with(path, data);
-        if !meta.is_empty() && self.local_root().is_none() {
+        if !meta.is_empty() && self.user_meta {
             w = w.user_metadata(meta.to_user_metadata());
         }
         w.await.map(|_| ()).map_err(|e| self.err(path, e))
@@ -752,6 +760,12 @@ impl Mount {
         self.mem.as_ref().map(|m| m.usage())
     }
 
+    /// Do uploads carry POSIX attributes as user metadata (S3, memory, Azure, GCS; WebDAV
+    /// with `enable_user_metadata`)?
+    pub fn keeps_user_metadata(&self) -> bool {
+        self.user_meta
+    }
+
     /// Can one upload take several writes (multipart, or a stream)? Not on WebDAV, whose
     /// writes are one-shot: a file is uploaded there in one request of its whole body.
     pub fn can_stream(&self) -> bool {
@@ -789,7 +803,7 @@ impl Mount {
             .writer_with(path)
             .chunk(part_size(size))
             .concurrent(CONCURRENT);
-        if !meta.is_empty() && self.local_root().is_none() {
+        if !meta.is_empty() && self.user_meta {
             w = w.user_metadata(meta.to_user_metadata());
         }
         w.await.map_err(|e| self.err(path, e))
@@ -806,10 +820,24 @@ impl Mount {
             return Ok(());
         }
         let Some(raw) = &self.raw else {
+            if dir && !path.is_empty() && self.local_root().is_none() && self.caps.create_dir {
+                // a service with real directories (WebDAV, SFTP, FTP) or markers (Azure,
+                // GCS): the directory is made; its mode and owner are the daemon's to show
+                return self
+                    .op
+                    .create_dir(&format!("{path}/"))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.err(path, e));
+            }
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 self.ctx(path),
-                "attributes of local files live on disk",
+                if self.local_root().is_some() {
+                    "attributes of local files live on disk"
+                } else {
+                    "this backend keeps no modes, owners or times of its own"
+                },
             ));
         };
         if dir {
