@@ -952,3 +952,38 @@ fn webdav_through_the_daemon() {
     );
     assert_eq!(out, "hi\nb\ng\n12582912\nsrc.bin\n", "{out}");
 }
+
+/// The ordinary-tool cases (scripts/tool-cases.sh) on a WebDAV mount: every case passes but
+/// those that need what WebDAV cannot keep (listed, with the reason, in the README).
+#[test]
+fn tool_cases_on_webdav() {
+    let d = Daemon::start(Kind::Webdav);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tool-cases.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg(d.mnt.join("t"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let failed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("FAIL  "))
+        .map(|l| l.split(':').next().unwrap_or(l))
+        .collect();
+    // WebDAV keeps no modes, owners or times of a file: chmod to another mode and setting
+    // a time other than now fail with EOPNOTSUPP (cp -a, touch -d, tar x, gzip, rsync -a
+    // set them); no symlinks (EPERM)
+    let cannot: &[&str] = &[
+        "cp_a",
+        "touch_date",
+        "tar_x",
+        "tar_gz",
+        "chmod",
+        "gzip",
+        "ln_s",
+        "rsync_a",
+    ];
+    let unexpected: Vec<&&str> = failed.iter().filter(|f| !cannot.contains(f)).collect();
+    assert!(unexpected.is_empty(), "{text}");
+    assert!(text.contains(" passed"), "{text}");
+}

@@ -275,6 +275,15 @@ impl Mount {
 
     /// Refuse a change on a read-only mount.
     pub fn check_write(&self, path: &str) -> Result<()> {
+        if let Backend::Service(s) = &self.config.backend {
+            if !s.service.writable() {
+                return Err(Error::new(
+                    ErrorKind::ReadOnly,
+                    self.ctx(path),
+                    format!("a {} mount is read-only", s.service.name()),
+                ));
+            }
+        }
         if self.config.permissions.can_write() {
             Ok(())
         } else {
@@ -288,6 +297,7 @@ impl Mount {
 
     /// Refuse a delete unless the mount has `delete` permission.
     pub fn check_delete(&self, path: &str) -> Result<()> {
+        self.check_write(path)?;
         if self.config.permissions.can_delete() {
             Ok(())
         } else {
@@ -764,6 +774,13 @@ impl Mount {
     /// with `enable_user_metadata`)?
     pub fn keeps_user_metadata(&self) -> bool {
         self.user_meta
+    }
+
+    /// Does the backend keep the POSIX attributes the daemon sets (modes, owners, times,
+    /// the types of symlinks and special files)? Memory does, and those whose uploads carry
+    /// user metadata.
+    pub fn keeps_posix(&self) -> bool {
+        self.mem.is_some() || self.user_meta
     }
 
     /// Can one upload take several writes (multipart, or a stream)? Not on WebDAV, whose

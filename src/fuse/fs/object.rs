@@ -86,6 +86,10 @@ impl Object<'_> {
             self.fs.cache.invalidate(t);
             return self.meta_required(t, p).await;
         }
+        if !self.mount.keeps_posix() && current.kind != FileType::Directory {
+            // (a directory's attributes live in the daemon's table while it runs)
+            return self.setattr_unkept(ino, t, p, &set, current).await;
+        }
         let mut next = current;
         if let Some(mode) = set.mode {
             next.perm = (mode & 0o7777) as u16;
@@ -101,6 +105,61 @@ impl Object<'_> {
         next.ctime = SystemTime::now();
         self.store_attrs(ino, t, p, &next).await?;
         Ok(next)
+    }
+
+    /// setattr on a backend that keeps no attributes of ours (WebDAV, FTP, HTTP): a file
+    /// about to be uploaded takes "now" as its times (its upload's Last-Modified will be
+    /// that: `touch new` works); anything else is EOPNOTSUPP, never a change that the next
+    /// stat would take back.
+    async fn setattr_unkept(
+        &self,
+        ino: u64,
+        t: &Target,
+        p: &str,
+        set: &SetAttr,
+        current: Meta,
+    ) -> Result<Meta> {
+        // a mode or owner the entry shows already is no change (tar and git set them so)
+        let same = set.mode.is_none_or(|m| (m & 0o7777) as u16 == current.perm)
+            && set.uid.is_none_or(|u| u == current.uid)
+            && set.gid.is_none_or(|g| g == current.gid);
+        let times = set.atime.is_some() || set.mtime.is_some();
+        if same && !times {
+            return Ok(current);
+        }
+        let now_only = same
+            && set.atime.is_none_or(|a| matches!(a, TimeSet::Now))
+            && set.mtime.is_none_or(|m| matches!(m, TimeSet::Now));
+        let pending = match self.fs.handles.open_file(ino) {
+            Some(f) => f.is_dirty().await,
+            None => false,
+        };
+        if let (true, false, Some(f)) = (now_only, pending, self.fs.handles.open_file(ino)) {
+            // `touch` of an open file: its upload at close makes the times now (the whole
+            // file is sent again: the backend has no other way to move them)
+            f.touch(p, &self.fs.cache_dir).await?;
+            return self.setattr_now(t, current);
+        }
+        if now_only && pending {
+            return self.setattr_now(t, current);
+        }
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            self.ctx(p),
+            format!(
+                "{} keeps no modes, owners or set times",
+                self.mount.config().backend.protocol()
+            ),
+        ))
+    }
+
+    fn setattr_now(&self, t: &Target, mut current: Meta) -> Result<Meta> {
+        let now = SystemTime::now();
+        current.mtime = now;
+        current.atime = now;
+        current.ctime = now;
+        self.fs.cache.put(t.clone(), Some(current.clone()));
+        Ok(current)
     }
 
     /// Keep `next` as `t`'s attributes. A file open with data not uploaded yet takes them

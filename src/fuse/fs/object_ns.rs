@@ -20,6 +20,23 @@ impl Object<'_> {
         Ok(dir)
     }
 
+    /// Symlinks and special files are objects that carry their type in user metadata: EPERM
+    /// where the backend keeps none (they would come back as plain files), as a filesystem
+    /// without symlinks (vfat) answers.
+    fn keeps_types(&self, p: &str) -> Result<()> {
+        if self.mount.keeps_posix() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::NotPermitted,
+            self.ctx(p),
+            format!(
+                "{} keeps no symlinks or special files",
+                self.mount.config().backend.protocol()
+            ),
+        ))
+    }
+
     /// Who a new entry in `dir` belongs to: the caller, with the directory's group when the
     /// directory is setgid (as on every POSIX filesystem); and whether a new directory there
     /// is setgid too.
@@ -37,8 +54,26 @@ impl Object<'_> {
     }
 
     /// The attributes a new entry carries: type and mode, its creator.
-    fn new_posix(kind: u32, perm: u32, caller: Caller) -> PosixMeta {
+    fn new_posix(&self, kind: u32, perm: u32, caller: Caller) -> PosixMeta {
         let now = SystemTime::now();
+        // a backend that keeps no attributes shows the configured ones, from the start
+        let (perm, caller) = if self.mount.keeps_posix() {
+            (perm, caller)
+        } else {
+            let o = &self.fs.opts;
+            let m = if kind == libc::S_IFDIR {
+                o.dir_mode
+            } else {
+                o.file_mode
+            };
+            (
+                u32::from(m),
+                Caller {
+                    uid: o.uid,
+                    gid: o.gid,
+                },
+            )
+        };
         PosixMeta {
             mode: Some(kind | (perm & 0o7777)),
             uid: Some(caller.uid),
@@ -133,7 +168,7 @@ impl Object<'_> {
         } else {
             mode
         };
-        let posix = Self::new_posix(libc::S_IFDIR, u32::from(mode), caller);
+        let posix = self.new_posix(libc::S_IFDIR, u32::from(mode), caller);
         self.mount.set_meta(p, true, 0, &posix).await?;
         let now = SystemTime::now();
         self.fs.dirs.update(&t, |a| {
@@ -183,7 +218,7 @@ impl Object<'_> {
             }
             Some(_) => {}
             None => {
-                new_file = Some(Self::new_posix(libc::S_IFREG, mode & !umask, caller));
+                new_file = Some(self.new_posix(libc::S_IFREG, mode & !umask, caller));
                 self.new_entry(&t, p);
             }
         }
@@ -364,9 +399,10 @@ impl Object<'_> {
             self.fs.release(ino, o.fh).await?;
             return Ok((ino, meta));
         }
+        self.keeps_types(p)?;
         let dir = self.may_make(parent, &t, p).await?;
         let (caller, _) = Self::owner_in(&dir, caller);
-        let mut posix = Self::new_posix(kind, mode & !umask, caller);
+        let mut posix = self.new_posix(kind, mode & !umask, caller);
         posix.rdev = (rdev != 0).then_some(rdev);
         self.mount.put_special(p, &posix).await?;
         self.made(t, p).await
@@ -381,9 +417,10 @@ impl Object<'_> {
         target: &Path,
         caller: Caller,
     ) -> Result<(u64, Meta)> {
+        self.keeps_types(p)?;
         let dir = self.may_make(parent, &t, p).await?;
         let (caller, _) = Self::owner_in(&dir, caller);
-        let posix = Self::new_posix(libc::S_IFLNK, 0o777, caller);
+        let posix = self.new_posix(libc::S_IFLNK, 0o777, caller);
         let body = Bytes::copy_from_slice(target.as_os_str().as_bytes());
         self.mount.write_with_meta(p, body, &posix).await?;
         self.made(t, p).await

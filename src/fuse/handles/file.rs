@@ -907,6 +907,19 @@ impl OpenFile {
         }
     }
 
+    /// Make the file dirty as it is, so that its next flush uploads it again (its times are
+    /// then the upload's).
+    pub async fn touch(&self, path: &str, cache: &CacheDir) -> Result<()> {
+        let mut body = self.body.lock().await;
+        self.writable_body(&mut body, cache, Some(path), true, false)
+            .await?;
+        if let Body::Staged { stream, .. } = &mut *body {
+            stream.stop(&self.mount);
+        }
+        self.touched();
+        Ok(())
+    }
+
     /// Is there data the backend does not hold yet?
     pub async fn is_dirty(&self) -> bool {
         matches!(&*self.body.lock().await, Body::Staged { dirty: true, .. })

@@ -1,0 +1,35 @@
+//! The opendal-service protocols against servers on 127.0.0.1: read-only HTTP over the
+//! in-process WebDAV server's plain GET (ranged reads; writes refused; no listing).
+
+mod common;
+
+use genro_storage::{AsyncStorageManager, ErrorKind, MountConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mount_reads_ranges_and_refuses_changes() {
+    let (endpoint, dir) = common::dav_server();
+    let sub = format!("http-{}", std::process::id());
+    std::fs::create_dir_all(dir.join(&sub).join("d")).unwrap();
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join(&sub).join("d/f.bin"), &body).unwrap();
+    let storage = AsyncStorageManager::new();
+    storage
+        .configure(vec![
+            MountConfig::http("h", endpoint).option("root", format!("/{sub}/"))
+        ])
+        .await
+        .unwrap();
+    let f = storage.node("h:d/f.bin").unwrap();
+    assert!(f.exists().await.unwrap());
+    assert_eq!(f.size().await.unwrap(), 100_000);
+    assert_eq!(f.read().await.unwrap(), body);
+    assert_eq!(
+        &f.read_range(1000, 1010).await.unwrap()[..],
+        &body[1000..1010]
+    );
+    assert!(!storage.node("h:d/none").unwrap().exists().await.unwrap());
+    let e = f.write("x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ReadOnly, "{e}");
+    let e = f.delete().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ReadOnly, "{e}");
+}
