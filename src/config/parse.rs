@@ -246,6 +246,27 @@ pub(super) fn parse_mount(
             )
         })?,
     };
+    // The request settings S3 and the services share: timeout, retries, cache_ttl.
+    let requests = || -> Result<(Duration, usize, Option<Duration>)> {
+        let timeout = seconds("timeout", "above 0 and at most 3600", |s| {
+            s > 0.0 && s <= 3600.0
+        })?
+        .unwrap_or(DEFAULT_S3_TIMEOUT);
+        let retries = match t.get("retries") {
+            None => DEFAULT_S3_RETRIES,
+            Some(Value::Integer(i)) if (0..=20).contains(i) => *i as usize,
+            Some(v) => {
+                return Err(Error::config(
+                    who("retries"),
+                    format!("expected a whole number from 0 to 20, found {v}"),
+                ))
+            }
+        };
+        let cache_ttl = seconds("cache_ttl", "from 0 to 86400", |s| {
+            (0.0..=86400.0).contains(&s)
+        })?;
+        Ok((timeout, retries, cache_ttl))
+    };
     let backend = match protocol.as_str() {
         "local" => {
             let root = string("root_path")?.ok_or_else(|| {
@@ -311,57 +332,29 @@ pub(super) fn parse_mount(
                 };
                 c.options.insert(key.to_string(), v);
             }
-            if let Some(t) = seconds("timeout", "above 0 and at most 3600", |s| {
-                s > 0.0 && s <= 3600.0
-            })? {
-                c.timeout = t;
-            }
-            c.retries = match t.get("retries") {
-                None => DEFAULT_S3_RETRIES,
-                Some(Value::Integer(i)) if (0..=20).contains(i) => *i as usize,
-                Some(v) => {
-                    return Err(Error::config(
-                        who("retries"),
-                        format!("expected a whole number from 0 to 20, found {v}"),
-                    ))
-                }
-            };
-            c.cache_ttl = seconds("cache_ttl", "from 0 to 86400", |s| {
-                (0.0..=86400.0).contains(&s)
-            })?;
+            (c.timeout, c.retries, c.cache_ttl) = requests()?;
             if let Some((key, msg)) = c.problem() {
                 return Err(Error::config(who(key), msg));
             }
             Backend::Service(c)
         }
-        _ => Backend::S3 {
-            bucket: string("bucket")?.ok_or_else(|| {
-                Error::config(who("bucket"), "missing (an s3 mount needs bucket)")
-            })?,
-            prefix: string("prefix")?,
-            region: string("region")?.unwrap_or_else(|| "us-east-1".into()),
-            endpoint_url: string("endpoint_url")?,
-            access_key: string("access_key")?.map(Secret::from),
-            secret_key: secret("secret_key")?,
-            session_token: secret("session_token")?,
-            timeout: seconds("timeout", "above 0 and at most 3600", |s| {
-                s > 0.0 && s <= 3600.0
-            })?
-            .unwrap_or(DEFAULT_S3_TIMEOUT),
-            retries: match t.get("retries") {
-                None => DEFAULT_S3_RETRIES,
-                Some(Value::Integer(i)) if (0..=20).contains(i) => *i as usize,
-                Some(v) => {
-                    return Err(Error::config(
-                        who("retries"),
-                        format!("expected a whole number from 0 to 20, found {v}"),
-                    ))
-                }
-            },
-            cache_ttl: seconds("cache_ttl", "from 0 to 86400", |s| {
-                (0.0..=86400.0).contains(&s)
-            })?,
-        },
+        _ => {
+            let (timeout, retries, cache_ttl) = requests()?;
+            Backend::S3 {
+                bucket: string("bucket")?.ok_or_else(|| {
+                    Error::config(who("bucket"), "missing (an s3 mount needs bucket)")
+                })?,
+                prefix: string("prefix")?,
+                region: string("region")?.unwrap_or_else(|| "us-east-1".into()),
+                endpoint_url: string("endpoint_url")?,
+                access_key: string("access_key")?.map(Secret::from),
+                secret_key: secret("secret_key")?,
+                session_token: secret("session_token")?,
+                timeout,
+                retries,
+                cache_ttl,
+            }
+        }
     };
     if let Backend::S3 {
         access_key,
