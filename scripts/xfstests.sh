@@ -61,8 +61,8 @@ export SCRATCH_DEV=$work/scratch.toml
 export SCRATCH_MNT=$work/mnt/scratch
 export FSTYP=fuse
 export FUSE_SUBTYP=.genro-storage
-export TEST_FS_MOUNT_OPTS="-omount=test,subtype=,allow_other,dev,suid,log_file=$work/test.log"
-export MOUNT_OPTIONS="-omount=scratch,subtype=,allow_other,dev,suid,log_file=$work/scratch.log"
+export TEST_FS_MOUNT_OPTS="-omount=test,subtype=,allow_other,allow_dev,allow_suid,log_file=$work/test.log"
+export MOUNT_OPTIONS="-omount=scratch,subtype=,allow_other,allow_dev,allow_suid,log_file=$work/scratch.log"
 EOF
 mount -t fuse.genro-storage $(sed -n 's/.*TEST_FS_MOUNT_OPTS="\(.*\)"/\1/p' "$xfs/local.config") \
 	"$work/test.toml" "$work/mnt/test"

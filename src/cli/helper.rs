@@ -88,20 +88,13 @@ pub fn daemon_args(args: &[OsString]) -> Result<(Vec<OsString>, bool, PathBuf), 
                 out.extend(flag(&k.replace('_', "-"))?)
             }
             "read_only" => out.push("--read-only".into()),
+            // mount(8) keeps `suid` and `dev` to itself (they are its defaults), so a mount
+            // from fstab asks for setuid files and device nodes by these names; without them
+            // it is nosuid,nodev, as libfuse mounts: whoever can write to the backend must
+            // not be able to plant a setuid program or a device on the host
+            "allow_suid" => passed.push("suid".into()),
+            "allow_dev" => passed.push("dev".into()),
             _ => passed.push(o.clone()),
-        }
-    }
-    // mount(8) passes nosuid and nodev when asked and drops their defaults (suid, dev): as
-    // root, a mount through fstab gets what mount(8) decided. (`genro-storage mount` itself
-    // mounts nosuid,nodev unless told `suid`, `dev`; fusermount3 forces them for others.)
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        let asked = |o: &str| options.iter().any(|x| x == o);
-        if !asked("nosuid") && !asked("user") && !asked("users") {
-            passed.push("suid".into());
-        }
-        if !asked("nodev") && !asked("user") && !asked("users") {
-            passed.push("dev".into());
         }
     }
     // The source shows in /proc/mounts and df, as fstab gave it (xfstests finds its devices by
@@ -329,8 +322,6 @@ mod tests {
 
     #[test]
     fn fstab_options_become_flags() {
-        // SAFETY: geteuid cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
         let (args, fg, mnt) = daemon_args(&os(&[
             "/etc/g/mounts.toml",
             "/srv/s",
@@ -353,16 +344,12 @@ mod tests {
                 "1000",
                 "--read-only",
                 "-o",
-                if root {
-                    "allow_other,noatime,suid,dev,fsname=/etc/g/mounts.toml"
-                } else {
-                    "allow_other,noatime,fsname=/etc/g/mounts.toml"
-                }
+                "allow_other,noatime,fsname=/etc/g/mounts.toml"
             ])
         );
         let (args, _, _) =
-            daemon_args(&os(&["cfg", "/m", "-o", "fsname=src,mount=a,nosuid,nodev"])).unwrap();
-        assert_eq!(args.last().unwrap(), "fsname=src,mount=a,nosuid,nodev");
+            daemon_args(&os(&["cfg", "/m", "-o", "fsname=src,mount=a,allow_suid"])).unwrap();
+        assert_eq!(args.last().unwrap(), "fsname=src,mount=a,suid");
         assert!(daemon_args(&os(&["only-one"])).is_err());
         assert!(daemon_args(&os(&["a", "b", "-o", "uid"]))
             .unwrap_err()
