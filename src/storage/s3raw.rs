@@ -150,6 +150,65 @@ impl S3Raw {
         self.send(path, &key, headers, meta).await
     }
 
+    /// The user metadata of the object at `path` (a marker `d/`: opendal's stat of a path
+    /// ending in `/` lists instead of asking the marker), None when there is none. One HEAD.
+    pub async fn head_metadata(&self, path: &str) -> Result<Option<Vec<(String, String)>>> {
+        let key = self.key(path);
+        let url = format!("{}/{}", self.base, utf8_percent_encode(&key, KEY));
+        let mut attempt = 0;
+        loop {
+            let r = tokio::time::timeout(self.timeout, self.head_once(&url)).await;
+            let err = match r {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err((e, retry))) if retry => e,
+                Ok(Err((e, _))) => return Err(e.with_context(path.to_string())),
+                Err(_) => Error::new(ErrorKind::Timeout, path, "S3 request timed out"),
+            };
+            if attempt >= self.retries {
+                return Err(err);
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
+        }
+    }
+
+    async fn head_once(
+        &self,
+        url: &str,
+    ) -> std::result::Result<Option<Vec<(String, String)>>, (Error, bool)> {
+        let bad = |m: String| (Error::new(ErrorKind::Backend, url, m), false);
+        let b = http::Request::head(url).header("x-amz-content-sha256", EMPTY_SHA256);
+        let (mut parts, ()) = b.body(()).map_err(|e| bad(e.to_string()))?.into_parts();
+        self.signer
+            .sign(&mut parts, None)
+            .await
+            .map_err(|e| bad(format!("cannot sign the request: {e}")))?;
+        let mut req = self.client.head(url);
+        for (k, v) in parts.headers.iter() {
+            req = req.header(k, v);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| (Error::new(ErrorKind::Backend, url, e.to_string()), true))?;
+        let status = resp.status();
+        if status.as_u16() == 404 {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let kind = if status.as_u16() == 403 {
+                ErrorKind::PermissionDenied
+            } else {
+                ErrorKind::Backend
+            };
+            return Err((
+                Error::new(kind, url, format!("S3 answered {status}")),
+                status.is_server_error(),
+            ));
+        }
+        Ok(Some(prefixed_headers(resp.headers(), "x-amz-meta-")))
+    }
+
     async fn send(
         &self,
         path: &str,
@@ -227,6 +286,16 @@ impl S3Raw {
             retry,
         ))
     }
+}
+
+/// The headers named `prefix…`, without the prefix (user metadata).
+pub fn prefixed_headers(h: &http::HeaderMap, prefix: &str) -> Vec<(String, String)> {
+    h.iter()
+        .filter_map(|(k, v)| {
+            let name = k.as_str().strip_prefix(prefix)?;
+            Some((name.to_string(), v.to_str().ok()?.to_string()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
