@@ -33,3 +33,37 @@ async fn http_mount_reads_ranges_and_refuses_changes() {
     let e = f.delete().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ReadOnly, "{e}");
 }
+
+/// A server that ignores Range (Python's http.server answers 200 with the whole file): a
+/// read at an offset fails with Unsupported rather than returning the file's first bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mount_refuses_a_server_that_ignores_range() {
+    let dir = common::servers::scratch("httpd");
+    let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("f.bin"), &body).unwrap();
+    let port = common::servers::free_port(0);
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+        .arg(&dir)
+        .arg(port.to_string());
+    let mut server = common::servers::Proc::spawn(cmd, &dir.join("httpd.log")).unwrap();
+    server
+        .wait_port(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+    let storage = AsyncStorageManager::new();
+    storage
+        .configure(vec![MountConfig::http(
+            "h",
+            format!("http://127.0.0.1:{port}"),
+        )])
+        .await
+        .unwrap();
+    let f = storage.node("h:f.bin").unwrap();
+    assert_eq!(f.read().await.unwrap(), body);
+    let e = f.read_range(1000, 1010).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("Range"), "{e}");
+}

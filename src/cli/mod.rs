@@ -32,7 +32,8 @@ Examples:
 Paths are mount:path (a name from the config) or plain local paths (cp, mv).
 Exit status: 0 done, 1 an operation failed, 2 bad usage or config.";
 
-/// Named storage mounts (local, memory, S3): a FUSE filesystem and the tools around it.
+/// Named storage mounts (local, memory, S3, SFTP, WebDAV, Azure Blob, GCS, FTP, HTTP): a FUSE
+/// filesystem and the tools around it.
 #[derive(Parser, Debug)]
 #[command(version, about, after_help = EXAMPLES)]
 pub struct Cli {

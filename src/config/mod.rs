@@ -322,6 +322,20 @@ impl MountConfig {
         }
         self
     }
+    /// Services: `false` uploads each file in one request (see [`ServiceConfig::multipart`]).
+    pub fn multipart(mut self, v: bool) -> Self {
+        if let Backend::Service(s) = &mut self.backend {
+            s.multipart = v;
+        }
+        self
+    }
+    /// Services: `false` deletes one object per request (see [`ServiceConfig::batch_delete`]).
+    pub fn batch_delete(mut self, v: bool) -> Self {
+        if let Backend::Service(s) = &mut self.backend {
+            s.batch_delete = v;
+        }
+        self
+    }
 
     /// Check what does not need the backend: the name and required fields, and for local mounts
     /// the root directory (created when `create` is set). Relative local roots resolve against

@@ -209,7 +209,16 @@ pub(super) fn parse_mount(
                 .iter()
                 .map(|k| k.to_string())
                 .chain(s.secret_keys().iter().map(|k| format!("{k}_file")))
-                .chain(["timeout", "retries", "cache_ttl"].map(String::from))
+                .chain(
+                    [
+                        "timeout",
+                        "retries",
+                        "cache_ttl",
+                        "multipart",
+                        "batch_delete",
+                    ]
+                    .map(String::from),
+                )
                 .collect();
             service_refs = service_keys.iter().map(String::as_str).collect();
             &service_refs
@@ -333,6 +342,21 @@ pub(super) fn parse_mount(
                 c.options.insert(key.to_string(), v);
             }
             (c.timeout, c.retries, c.cache_ttl) = requests()?;
+            for (key, slot) in [
+                ("multipart", &mut c.multipart),
+                ("batch_delete", &mut c.batch_delete),
+            ] {
+                match t.get(key) {
+                    None => {}
+                    Some(Value::Boolean(b)) => *slot = *b,
+                    Some(v) => {
+                        return Err(Error::config(
+                            who(key),
+                            format!("expected a boolean, found {}", v.type_str()),
+                        ))
+                    }
+                }
+            }
             if let Some((key, msg)) = c.problem() {
                 return Err(Error::config(who(key), msg));
             }

@@ -151,6 +151,13 @@ pub struct ServiceConfig {
     /// How long the FUSE daemon trusts what it learned of the backend (default: the
     /// `[fuse]` attribute TTL).
     pub cache_ttl: Option<Duration>,
+    /// Stream large uploads in parts where the service can (default true). `false` uploads
+    /// each file in one request from a spooled copy: for servers without multipart uploads
+    /// (fake-gcs-server answers 400 to GCS's XML multipart).
+    pub multipart: bool,
+    /// Delete trees with the service's batch request where it has one (default true).
+    /// `false` deletes one object per request: for servers without it (fake-gcs-server).
+    pub batch_delete: bool,
 }
 
 impl ServiceConfig {
@@ -163,6 +170,8 @@ impl ServiceConfig {
             timeout: super::DEFAULT_S3_TIMEOUT,
             retries: super::DEFAULT_S3_RETRIES,
             cache_ttl: None,
+            multipart: true,
+            batch_delete: true,
         }
     }
 

@@ -7,6 +7,7 @@ pub(crate) mod mapped;
 pub mod memory;
 pub mod mount;
 pub mod node;
+pub mod objraw;
 pub mod path;
 pub mod posix;
 pub mod s3raw;

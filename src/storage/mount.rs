@@ -11,10 +11,13 @@ use futures::{StreamExt, TryStreamExt};
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{services, Capability, EntryMode, Metadata, Operator};
 
-use crate::config::{Backend, MountConfig, Permissions, DEFAULT_S3_RETRIES, DEFAULT_S3_TIMEOUT};
+use crate::config::{
+    Backend, MountConfig, Permissions, Service, DEFAULT_S3_RETRIES, DEFAULT_S3_TIMEOUT,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::KeysProvider;
 use crate::storage::memory::{MemStore, MemoryBuilder};
+use crate::storage::objraw::ObjRaw;
 use crate::storage::path;
 use crate::storage::posix::PosixMeta;
 use crate::storage::s3raw::{self, S3Raw, S3Target, MAX_COPY};
@@ -105,6 +108,23 @@ impl Entry {
     }
 }
 
+/// A mount's HTTP transport: its own reqwest client (its own connection pool), whose idle
+/// connections are dropped after 4 s.
+/// - Own, not opendal's process-wide client: a pooled connection is driven by a task of the
+///   runtime that opened it, and once that runtime is gone (a blocking `StorageManager`
+///   dropped, one runtime per test) every request on it fails with "dispatch task is gone".
+/// - 4 s: Node's servers (Azurite) and Apache close an idle keep-alive connection after 5 s,
+///   and a request sent on one at that moment fails; reqwest's default keeps them 90 s.
+fn http_transport() -> opendal::HttpTransporter {
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(4))
+        .build()
+        .unwrap_or_default();
+    opendal::HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(
+        client,
+    ))
+}
+
 /// A configured mount: name, permissions and the operator that reaches its backend.
 #[derive(Debug)]
 pub struct Mount {
@@ -116,6 +136,8 @@ pub struct Mount {
     mem: Option<Arc<MemStore>>,
     /// S3 mounts: the requests opendal cannot make.
     raw: Option<S3Raw>,
+    /// Azure Blob and GCS mounts: the metadata requests opendal cannot make.
+    obj_raw: Option<ObjRaw>,
     /// POSIX attributes go with uploads as user metadata.
     user_meta: bool,
 }
@@ -136,6 +158,7 @@ impl Mount {
             _ => None,
         };
         let mut raw = None;
+        let mut obj_raw = None;
         let op = match &config.backend {
             Backend::Local { root, .. } => {
                 let root = root.to_str().ok_or_else(|| {
@@ -190,23 +213,27 @@ impl Mount {
                 Operator::new(b)
             }
             Backend::Service(s) => {
+                obj_raw = ObjRaw::new(s)?;
                 opendal::install_default();
                 Operator::via_iter(s.service.name(), s.opendal_options())
             }
         }
-        .map_err(|e| Error::from_opendal(who.clone(), e).with_context(who.clone()))?
-        .layer(
-            TimeoutLayer::new()
-                .with_timeout(timeout)
-                .with_io_timeout(timeout),
-        )
-        .layer(
-            RetryLayer::new()
-                .with_max_times(retries)
-                .with_min_delay(Duration::from_millis(50))
-                .with_max_delay(Duration::from_secs(2))
-                .with_jitter(),
-        );
+        .map_err(|e| Error::from_opendal(who.clone(), e).with_context(who.clone()))?;
+        let ctx = op.context().with_http_transport(http_transport());
+        let op = op
+            .with_context(ctx)
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(timeout)
+                    .with_io_timeout(timeout),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(retries)
+                    .with_min_delay(Duration::from_millis(50))
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_jitter(),
+            );
         let caps = op.info().capability();
         let user_meta = caps.write_with_user_metadata
             && match &config.backend {
@@ -220,6 +247,7 @@ impl Mount {
             started: SystemTime::now(),
             mem,
             raw,
+            obj_raw,
             user_meta,
         }))
     }
@@ -254,6 +282,23 @@ impl Mount {
     /// True for S3 mounts.
     pub fn is_s3(&self) -> bool {
         matches!(self.config.backend, Backend::S3 { .. })
+    }
+    /// Are directories prefixes of keys (S3, Azure Blob, GCS)? Then a name can be a file and
+    /// a prefix at once, a directory exists while something is below it or its marker `d/`
+    /// does, and a stat asks both (HEAD and LIST). Elsewhere the server has real directories.
+    pub fn prefix_dirs(&self) -> bool {
+        match &self.config.backend {
+            Backend::S3 { .. } => true,
+            Backend::Service(s) => matches!(s.service, Service::Azblob | Service::Gcs),
+            _ => false,
+        }
+    }
+    /// Does every operation wait on the network (everything but local and memory)?
+    pub fn is_remote(&self) -> bool {
+        !matches!(
+            self.config.backend,
+            Backend::Local { .. } | Backend::Memory { .. }
+        )
     }
     /// True for memory mounts.
     pub fn is_memory(&self) -> bool {
@@ -387,8 +432,8 @@ impl Mount {
             return Ok(Some(self.dir_entry()));
         }
         self.check_inside(path)?;
-        if self.is_s3() {
-            return self.stat_s3(path).await;
+        if self.prefix_dirs() {
+            return self.stat_prefixed(path).await;
         }
         match self.op.stat(path).await {
             Ok(m) => return Ok(Some(self.entry_of(&m))),
@@ -417,7 +462,7 @@ impl Mount {
     /// S3: an object `p` is a file (it wins over a prefix of the same name), a prefix `p/`
     /// (marker or children) a directory. HEAD and LIST go out together so that a miss costs
     /// one round trip; a HEAD that finds the object answers without waiting for the LIST.
-    async fn stat_s3(&self, path: &str) -> Result<Option<Entry>> {
+    async fn stat_prefixed(&self, path: &str) -> Result<Option<Entry>> {
         let head = Box::pin(self.op.stat(path));
         let list = Box::pin(self.prefix_exists(path));
         let (head_result, is_dir) = match futures::future::select(head, list).await {
@@ -448,7 +493,26 @@ impl Mount {
     /// S3: a directory, with the attributes its marker `d/` carries (none when it has no
     /// marker, or the server cannot HEAD one).
     async fn marker_entry(&self, path: &str) -> Entry {
-        match self.op.stat(&format!("{path}/")).await {
+        // opendal's stat of `d/` lists rather than asking the marker, so its attributes
+        // are read with our own request where there is one
+        let marker = format!("{path}/");
+        let raw = match (&self.raw, &self.obj_raw) {
+            (Some(r), _) => Some(r.head_metadata(&marker).await),
+            (None, Some(o)) if self.user_meta => Some(o.head_metadata(&marker).await),
+            _ => None,
+        };
+        if let Some(r) = raw {
+            let mut e = self.dir_entry();
+            if let Ok(Some(kv)) = r {
+                e.posix =
+                    PosixMeta::from_user_metadata(kv.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                if let Some(t) = e.posix.mtime {
+                    e.mtime = t;
+                }
+            }
+            return e;
+        }
+        match self.op.stat(&marker).await {
             Ok(m) => {
                 let mut e = self.entry_of(&m);
                 e.kind = EntryKind::Dir;
@@ -523,7 +587,7 @@ impl Mount {
 
     /// Does the directory hold anything (a child, or its own marker)? One LIST on S3.
     pub async fn dir_has_entries(&self, path: &str) -> Result<bool> {
-        if self.is_s3() {
+        if self.prefix_dirs() {
             self.prefix_exists(path).await
         } else {
             Ok(self.stat(path).await?.is_some())
@@ -621,8 +685,10 @@ impl Mount {
                 entry.kind = EntryKind::Dir;
                 entry.size = 0;
             }
-            // S3 listings carry no user metadata: each entry is asked for its own
-            if self.is_s3() || (entry.kind == EntryKind::File && meta.last_modified().is_none()) {
+            // Object listings carry no user metadata: each entry is asked for its own
+            if (self.prefix_dirs() && self.user_meta)
+                || (entry.kind == EntryKind::File && meta.last_modified().is_none())
+            {
                 need_stat.push(out.len());
             }
             out.push((name, entry));
@@ -633,7 +699,7 @@ impl Mount {
                     let p = path::join(path, &out[i].0);
                     let dir = out[i].1.is_dir();
                     async move {
-                        if dir && self.is_s3() {
+                        if dir && self.prefix_dirs() {
                             return Ok((i, Some(self.marker_entry(&p).await)));
                         }
                         match self.op.stat(&p).await {
@@ -660,7 +726,7 @@ impl Mount {
                 out.remove(i);
             }
         }
-        if self.is_s3() {
+        if self.prefix_dirs() {
             // a name that is both an object and a prefix shows once, as the file (as stat does)
             out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.is_dir().cmp(&b.1.is_dir())));
             out.dedup_by(|later, first| later.0 == first.0);
@@ -787,6 +853,13 @@ impl Mount {
     /// writes are one-shot: a file is uploaded there in one request of its whole body.
     pub fn can_stream(&self) -> bool {
         self.caps.write_can_multi
+            && !matches!(&self.config.backend, Backend::Service(s) if !s.multipart)
+    }
+
+    /// Does a tree go in batch deletes (`batch_delete`, on by default, where the service has
+    /// them), or one delete per object?
+    fn batch_deletes(&self) -> bool {
+        !matches!(&self.config.backend, Backend::Service(s) if !s.batch_delete)
     }
 
     /// Memory mounts: the memory file `path` is kept in and its length, if it is one.
@@ -836,6 +909,9 @@ impl Mount {
             store.set_user_metadata(path, dir, kv);
             return Ok(());
         }
+        if let (Some(o), true) = (&self.obj_raw, self.user_meta) {
+            return self.set_meta_raw(o, path, dir, &kv).await;
+        }
         let Some(raw) = &self.raw else {
             if dir && !path.is_empty() && self.local_root().is_none() && self.caps.create_dir {
                 // a service with real directories (WebDAV, SFTP, FTP) or markers (Azure,
@@ -880,6 +956,35 @@ impl Mount {
         raw.replace_metadata(path, &kv, None)
             .await
             .map_err(|e| e.with_context(self.ctx(path)))
+    }
+
+    /// Azure Blob and GCS: new user metadata for a file, or for a directory's marker (made
+    /// when it has none).
+    async fn set_meta_raw(
+        &self,
+        o: &ObjRaw,
+        path: &str,
+        dir: bool,
+        kv: &[(String, String)],
+    ) -> Result<()> {
+        let ctx = |e: Error| e.with_context(self.ctx(path));
+        if !dir {
+            return o.replace_metadata(path, kv).await.map_err(ctx);
+        }
+        if path.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                self.ctx(path),
+                "the root of an object mount has no marker to carry attributes",
+            ));
+        }
+        let marker = format!("{path}/");
+        match o.replace_metadata(&marker, kv).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                o.put_empty(&marker, kv).await.map_err(ctx)
+            }
+            r => r.map_err(ctx),
+        }
     }
 
     /// Make an empty object carrying `meta` (a FIFO, socket or device node; its type is in
@@ -935,11 +1040,47 @@ impl Mount {
         } else {
             format!("{path}/")
         };
-        self.op
-            .delete_with(&dir)
-            .recursive(true)
-            .await
-            .map_err(|e| self.err(path, e))
+        if self.batch_deletes() {
+            self.op
+                .delete_with(&dir)
+                .recursive(true)
+                .await
+                .map_err(|e| self.err(path, e))?;
+        } else {
+            let entries: Vec<opendal::Entry> = self
+                .op
+                .lister_with(&dir)
+                .recursive(true)
+                .await
+                .map_err(|e| self.err(path, e))?
+                .try_collect()
+                .await
+                .map_err(|e| self.err(path, e))?;
+            let deletes = entries.into_iter().map(|e| {
+                let op = self.op.clone();
+                async move { op.delete(e.path()).await }
+            });
+            futures::stream::iter(deletes)
+                .buffer_unordered(16)
+                .try_collect::<Vec<()>>()
+                .await
+                .map_err(|e| self.err(path, e))?;
+            if let Err(e) = self.op.delete(&dir).await {
+                if e.kind() != opendal::ErrorKind::NotFound {
+                    return Err(self.err(path, e));
+                }
+            }
+        }
+        if !self.prefix_dirs() && self.is_remote() && !path.is_empty() {
+            // opendal's simulated recursive delete (FTP) removes what the listing shows,
+            // which leaves an empty directory itself in place
+            if let Err(e) = self.op.delete(&dir).await {
+                if e.kind() != opendal::ErrorKind::NotFound {
+                    return Err(self.err(path, e));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Remove an empty directory (the caller checked that it is empty).

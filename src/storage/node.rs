@@ -183,7 +183,8 @@ impl AsyncNode {
     /// (WebDAV's dav-server) gets NotADirectory when an ancestor is a file (checked only
     /// on this error path).
     async fn explain(&self, e: Error) -> Error {
-        if e.kind() != ErrorKind::PermissionDenied {
+        // WebDAV answers 403, SFTP and FTP "no such file" (550) to a file created below a file
+        if !matches!(e.kind(), ErrorKind::PermissionDenied | ErrorKind::NotFound) {
             return e;
         }
         let mut p = path::parent(&self.path);

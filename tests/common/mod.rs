@@ -1,6 +1,10 @@
-//! Test backends: a local temp dir, a memory mount, and S3 on a real server on 127.0.0.1
-//! (s3s-fs started in-process, or the server named by `GENRO_S3_ENDPOINT`, e.g. moto).
+//! Test backends: a local temp dir, a memory mount, S3 on a real server on 127.0.0.1 (s3s-fs
+//! started in-process, or the server named by `GENRO_S3_ENDPOINT`, e.g. moto or Ceph RGW),
+//! WebDAV (dav-server, in-process), and SFTP, FTP, Azure Blob and GCS on servers started as
+//! child processes (servers.rs).
 #![allow(dead_code)]
+
+pub mod servers;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -21,6 +25,60 @@ pub enum Kind {
     S3,
     /// WebDAV on dav-server (Rust, in-process) over a temp dir.
     Webdav,
+    /// SFTP on sshd.
+    Sftp,
+    /// FTP on pyftpdlib.
+    Ftp,
+    /// Azure Blob on Azurite.
+    Azblob,
+    /// GCS on fake-gcs-server.
+    Gcs,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::Local,
+        Kind::Memory,
+        Kind::S3,
+        Kind::Webdav,
+        Kind::Sftp,
+        Kind::Ftp,
+        Kind::Azblob,
+        Kind::Gcs,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Local => "local",
+            Kind::Memory => "memory",
+            Kind::S3 => "s3",
+            Kind::Webdav => "webdav",
+            Kind::Sftp => "sftp",
+            Kind::Ftp => "ftp",
+            Kind::Azblob => "azblob",
+            Kind::Gcs => "gcs",
+        }
+    }
+    /// Start (once per test binary) the server this backend needs; the error says why not.
+    pub fn server(self) -> Result<(), String> {
+        match self {
+            Kind::Sftp => servers::sftp().map(drop),
+            Kind::Ftp => servers::ftp().map(drop),
+            Kind::Azblob => servers::azurite().map(drop),
+            Kind::Gcs => servers::gcs().map(drop),
+            _ => Ok(()),
+        }
+    }
+    /// Install this backend's server program if it is missing (scripts/test-servers.sh).
+    pub fn provision(self) -> Result<(), String> {
+        match self {
+            Kind::Sftp | Kind::Ftp | Kind::Azblob | Kind::Gcs => servers::provision(),
+            _ => Ok(()),
+        }
+    }
+    /// Object stores: prefixes, not directories (an empty directory is a marker).
+    pub fn is_object(self) -> bool {
+        matches!(self, Kind::S3 | Kind::Azblob | Kind::Gcs)
+    }
 }
 
 /// A configured manager with one mount called `t` on the chosen backend, plus what keeps it alive.
@@ -68,6 +126,42 @@ pub fn mount_config(kind: Kind, name: &str, tmp: &tempfile::TempDir) -> MountCon
             std::fs::create_dir_all(dir.join(&sub)).unwrap();
             MountConfig::webdav(name, endpoint).option("root", format!("/{sub}/"))
         }
+        Kind::Sftp => {
+            let s = servers::sftp().unwrap_or_else(|e| panic!("SFTP test server: {e}"));
+            let root = s.data.join(unique("sftp"));
+            std::fs::create_dir_all(&root).unwrap();
+            MountConfig::sftp(name, &s.endpoint)
+                .option("user", &s.user)
+                .option("key", s.key.to_str().unwrap())
+                .option("known_hosts_strategy", "accept")
+                .option("root", root.to_str().unwrap())
+        }
+        Kind::Ftp => {
+            let s = servers::ftp().unwrap_or_else(|e| panic!("FTP test server: {e}"));
+            let sub = unique("ftp");
+            std::fs::create_dir_all(s.data.join(&sub)).unwrap();
+            MountConfig::ftp(name, &s.endpoint)
+                .option("user", servers::FTP_USER)
+                .secret("password", servers::FTP_PASSWORD)
+                .option("root", format!("/{sub}"))
+        }
+        Kind::Azblob => {
+            let s = servers::azurite().unwrap_or_else(|e| panic!("Azure test server: {e}"));
+            MountConfig::azblob(name, &s.endpoint, servers::AZURE_CONTAINER)
+                .option("account_name", servers::AZURE_ACCOUNT)
+                .secret("account_key", servers::AZURE_KEY)
+                .option("root", format!("/{}/", unique("az")))
+        }
+        Kind::Gcs => {
+            let s = servers::gcs().unwrap_or_else(|e| panic!("GCS test server: {e}"));
+            MountConfig::gcs(name, servers::GCS_BUCKET)
+                .option("endpoint", &s.endpoint)
+                .option("allow_anonymous", "true")
+                .option("root", format!("/{}/", unique("gcs")))
+                // fake-gcs-server has neither GCS's XML multipart nor its batch endpoint
+                .multipart(false)
+                .batch_delete(false)
+        }
     }
 }
 
@@ -78,7 +172,7 @@ pub fn dav_server() -> (String, std::path::PathBuf) {
     static SERVER: OnceLock<(String, std::path::PathBuf)> = OnceLock::new();
     SERVER
         .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap().keep();
+            let dir = servers::scratch("dav");
             let served = dir.clone();
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::Builder::new()
@@ -184,7 +278,7 @@ pub fn s3_endpoint() -> String {
 }
 
 fn start_s3s_fs() -> String {
-    let dir = tempfile::tempdir().unwrap().keep();
+    let dir = servers::scratch("s3s");
     std::fs::create_dir_all(dir.join(BUCKET)).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
@@ -326,6 +420,10 @@ fn toml_mount(c: &MountConfig) -> String {
             for (k, v) in &c.secrets {
                 s += &format!("{k} = \"{}\"\n", v.expose());
             }
+            s += &format!(
+                "multipart = {}\nbatch_delete = {}\n",
+                c.multipart, c.batch_delete
+            );
         }
     }
     s + "\n"
@@ -678,6 +776,11 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
+}
+
+/// Under CI (`CI=true`) a missing server or FUSE fails a test; it never skips.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 /// `GENRO_LONG=1`: the soak mode of the model, fsx and concurrency tests.

@@ -265,7 +265,7 @@ impl Fs {
     /// read it? Yes for the root and for local and memory mounts, whose operations never wait
     /// on the network.
     pub fn serves_inline(&self, mount: Option<usize>) -> bool {
-        mount.is_none_or(|m| !self.mount(m).is_s3())
+        mount.is_none_or(|m| !self.mount(m).is_remote())
     }
 
     /// The inode table (for tests and stats).
