@@ -115,8 +115,25 @@ impl Entry {
 ///   dropped, one runtime per test) every request on it fails with "dispatch task is gone".
 /// - 4 s: Node's servers (Azurite) and Apache close an idle keep-alive connection after 5 s,
 ///   and a request sent on one at that moment fails; reqwest's default keeps them 90 s.
+/// - Redirects are followed (at most 10), but not the one from `d` to `d/` (Apache's
+///   DirectorySlash): that one says `d` is a directory, which a followed redirect would hide
+///   behind the index page's 200.
 fn http_transport() -> opendal::HttpTransporter {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let slash_of_previous = attempt
+            .previous()
+            .last()
+            .is_some_and(|prev| attempt.url().path() == format!("{}/", prev.path()));
+        if slash_of_previous {
+            attempt.stop()
+        } else if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    });
     let client = reqwest::Client::builder()
+        .redirect(policy)
         .pool_idle_timeout(Duration::from_secs(4))
         .build()
         .unwrap_or_default();
@@ -262,7 +279,11 @@ impl Mount {
     }
     /// The mount's permissions.
     pub fn permissions(&self) -> Permissions {
-        self.config.permissions
+        match &self.config.backend {
+            // a service that takes no writes (HTTP) is read-only whatever the config says
+            Backend::Service(s) if !s.service.writable() => Permissions::ReadOnly,
+            _ => self.config.permissions,
+        }
     }
     /// The operator (for callers that need an opendal feature not wrapped here).
     pub fn operator(&self) -> &Operator {
@@ -292,6 +313,13 @@ impl Mount {
             Backend::Service(s) => matches!(s.service, Service::Azblob | Service::Gcs),
             _ => false,
         }
+    }
+    /// Is this a read-only HTTP mount (no listing; directories known by their `d/` URL)?
+    fn is_http(&self) -> bool {
+        matches!(&self.config.backend, Backend::Service(s) if s.service == Service::Http)
+    }
+    fn is_webdav(&self) -> bool {
+        matches!(&self.config.backend, Backend::Service(s) if s.service == Service::Webdav)
     }
     /// Does every operation wait on the network (everything but local and memory)?
     pub fn is_remote(&self) -> bool {
@@ -437,6 +465,16 @@ impl Mount {
         }
         match self.op.stat(path).await {
             Ok(m) => return Ok(Some(self.entry_of(&m))),
+            Err(e) if self.is_http() && e.kind() != opendal::ErrorKind::PermissionDenied => {
+                // HTTP has no listing: `d` is a directory when `d/` answers (an index page,
+                // or 403 from a server without one)
+                // (or `d` redirected to `d/`, which our client does not follow)
+                return match self.op.stat(&format!("{path}/")).await {
+                    Ok(_) => Ok(Some(self.dir_entry())),
+                    Err(_) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+                    Err(_) => Err(self.err(path, e)),
+                };
+            }
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
             Err(e) if e.kind() == opendal::ErrorKind::NotADirectory => return Ok(None),
             Err(e) if e.kind() == opendal::ErrorKind::PermissionDenied => {
@@ -452,6 +490,14 @@ impl Mount {
                     return Ok(None);
                 }
                 return Err(self.err(path, e));
+            }
+            Err(e) if self.is_webdav() => {
+                // Apache (mod_dir's DirectorySlash) answers a PROPFIND of a collection named
+                // without its slash with 301 to `d/`: ask `d/` before reporting the error
+                return match self.op.stat(&format!("{path}/")).await {
+                    Ok(m) if m.is_dir() => Ok(Some(self.entry_of(&m))),
+                    _ => Err(self.err(path, e)),
+                };
             }
             Err(e) => return Err(self.err(path, e)),
         }

@@ -214,7 +214,10 @@ impl Service for HttpBackend {
             StatusCode::OK => parse_into_metadata(path, resp.headers()).map(RpStat::new),
             // HTTP Server like nginx could return FORBIDDEN if auto-index
             // is not enabled, we should ignore them.
-            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN if path.ends_with('/') => {
+            // genro-storage patch: only FORBIDDEN (a directory without an index) says that a
+            // directory is there; upstream took NOT_FOUND for one too, so every missing name
+            // was a directory.
+            StatusCode::FORBIDDEN if path.ends_with('/') => {
                 Ok(RpStat::new(MetadataBuilder::dir().build()))
             }
             _ => Err(parse_error(
