@@ -41,6 +41,8 @@ async fn http_mount_refuses_a_server_that_ignores_range() {
     let dir = common::servers::scratch("httpd");
     let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.join("f.bin"), &body).unwrap();
+    std::fs::create_dir_all(dir.join("docs")).unwrap();
+    std::fs::write(dir.join("docs/g.txt"), "below").unwrap();
     let port = common::servers::free_port(0);
     let mut cmd = std::process::Command::new("python3");
     cmd.args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
@@ -66,4 +68,17 @@ async fn http_mount_refuses_a_server_that_ignores_range() {
     let e = f.read_range(1000, 1010).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     assert!(e.to_string().contains("Range"), "{e}");
+    // http.server redirects `docs` to `docs/` (as Apache's DirectorySlash does): a directory,
+    // and a missing name is missing, not a directory
+    assert!(storage.node("h:docs").unwrap().is_dir().await.unwrap());
+    assert_eq!(
+        storage
+            .node("h:docs/g.txt")
+            .unwrap()
+            .read_text()
+            .await
+            .unwrap(),
+        "below"
+    );
+    assert!(!storage.node("h:nothing").unwrap().exists().await.unwrap());
 }
