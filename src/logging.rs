@@ -21,8 +21,12 @@ pub fn init(level: Option<&str>, file: Option<&std::path::Path>) -> Result<(), S
                     "--log-level {l:?}: valid levels are error, warn, info, debug, trace, off"
                 ));
             }
-            // fuser speaks through the `log` crate; its unmount warnings after ours are noise
-            EnvFilter::try_new(format!("{l},fuser=error,log=error")).map_err(|e| e.to_string())?
+            // fuser speaks through the `log` crate; its unmount warnings after ours are noise.
+            // The SFTP client logs every session's start and end at info.
+            EnvFilter::try_new(format!(
+                "{l},fuser=error,log=error,openssh_sftp_client=warn,openssh=warn"
+            ))
+            .map_err(|e| e.to_string())?
         }
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);

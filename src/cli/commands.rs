@@ -182,10 +182,22 @@ pub fn semantics(m: &Mount) -> Vec<(&'static str, String)> {
         "kept in the object's metadata (s3fs's x-amz-meta-mode, -uid, -gid, -mtime)"
     } else if m.is_memory() {
         "kept with the object, as long as the memory mount"
-    } else if m.keeps_user_metadata() {
+    } else if m.keeps_posix() && m.prefix_dirs() {
+        "kept in the object's user metadata (mode, uid, gid, mtime), changed in place"
+    } else if m.keeps_posix() {
         "kept in the backend's user metadata, set at upload"
     } else {
-        "not kept by this backend: new entries show file_mode and dir_mode, chmod and chown of a file fail with EOPNOTSUPP"
+        "not kept by this backend"
+    };
+    let attrs = if m.keeps_posix() || local {
+        object(kept)
+    } else {
+        object("not kept by this backend: new entries show file_mode and dir_mode; chmod and chown to another value fail with EOPNOTSUPP")
+    };
+    let times = if m.keeps_posix() {
+        format!("the last write's (Last-Modified where none is kept); set times {kept}")
+    } else {
+        object("the server's; setting a time other than now fails with EOPNOTSUPP (touch re-uploads the file)")
     };
     let mut out = vec![
         ("read", object("ranged, clamped to the size")),
@@ -208,31 +220,22 @@ pub fn semantics(m: &Mount) -> Vec<(&'static str, String)> {
         ),
         (
             "modes, owners",
-            if local {
-                object("on disk")
-            } else {
-                object(kept)
-            },
+            if local { object("on disk") } else { attrs },
         ),
-        (
-            "mtime",
-            if local {
-                object("on disk")
-            } else {
-                format!("the last write's (Last-Modified where none is kept); set times {kept}")
-            },
-        ),
+        ("mtime", if local { object("on disk") } else { times }),
         (
             "symlinks, hard links",
             if local {
                 object("yes (never followed by the daemon)")
-            } else {
+            } else if m.keeps_posix() {
                 object("symlinks, FIFOs, sockets, devices as objects carrying their type; hard links no (EPERM)")
+            } else {
+                object("no (EPERM): the backend keeps no file types")
             },
         ),
         (
             "empty directories",
-            if m.is_s3() {
+            if m.prefix_dirs() {
                 object("marker objects (dir/); only while the daemon runs on servers without them")
             } else if caps.create_dir {
                 object("yes")

@@ -261,21 +261,7 @@ impl ObjRaw {
 
     /// Send with retries: the answer's headers and body.
     async fn request(&self, path: &str, req: &Req) -> Result<(http::HeaderMap, Bytes)> {
-        let mut attempt = 0;
-        loop {
-            let r = tokio::time::timeout(self.timeout, self.once(req)).await;
-            let err = match r {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err((e, retry))) if retry => e,
-                Ok(Err((e, _))) => return Err(e.with_context(path.to_string())),
-                Err(_) => Error::new(ErrorKind::Timeout, path, "request timed out"),
-            };
-            if attempt >= self.retries {
-                return Err(err);
-            }
-            attempt += 1;
-            tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
-        }
+        super::s3raw::retrying(path, self.timeout, self.retries, || self.once(req)).await
     }
 
     /// One attempt: Err((error, worth retrying)).

@@ -155,21 +155,7 @@ impl S3Raw {
     pub async fn head_metadata(&self, path: &str) -> Result<Option<Vec<(String, String)>>> {
         let key = self.key(path);
         let url = format!("{}/{}", self.base, utf8_percent_encode(&key, KEY));
-        let mut attempt = 0;
-        loop {
-            let r = tokio::time::timeout(self.timeout, self.head_once(&url)).await;
-            let err = match r {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err((e, retry))) if retry => e,
-                Ok(Err((e, _))) => return Err(e.with_context(path.to_string())),
-                Err(_) => Error::new(ErrorKind::Timeout, path, "S3 request timed out"),
-            };
-            if attempt >= self.retries {
-                return Err(err);
-            }
-            attempt += 1;
-            tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
-        }
+        retrying(path, self.timeout, self.retries, || self.head_once(&url)).await
     }
 
     async fn head_once(
@@ -217,21 +203,10 @@ impl S3Raw {
         meta: &[(String, String)],
     ) -> Result<()> {
         let url = format!("{}/{}", self.base, utf8_percent_encode(key, KEY));
-        let mut attempt = 0;
-        loop {
-            let r = tokio::time::timeout(self.timeout, self.once(&url, &headers, meta)).await;
-            let err = match r {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err((e, retry))) if retry => e,
-                Ok(Err((e, _))) => return Err(e.with_context(path.to_string())),
-                Err(_) => Error::new(ErrorKind::Timeout, path, "S3 request timed out"),
-            };
-            if attempt >= self.retries {
-                return Err(err);
-            }
-            attempt += 1;
-            tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
-        }
+        retrying(path, self.timeout, self.retries, || {
+            self.once(&url, &headers, meta)
+        })
+        .await
     }
 
     /// One attempt: Err((error, worth retrying)).
@@ -285,6 +260,35 @@ impl S3Raw {
             Error::new(kind, url, format!("S3 answered {status} {code}")),
             retry,
         ))
+    }
+}
+
+/// One raw request with retries: `attempt` is called again while it fails with a retryable
+/// error (`(error, true)`) or runs past `timeout`, at most `retries` more times, 100 ms
+/// doubling to 1.6 s apart. A final error names `path`.
+pub async fn retrying<T, F, Fut>(
+    path: &str,
+    timeout: Duration,
+    retries: usize,
+    mut attempt: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, (Error, bool)>>,
+{
+    let mut n = 0;
+    loop {
+        let err = match tokio::time::timeout(timeout, attempt()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err((e, true))) => e,
+            Ok(Err((e, false))) => return Err(e.with_context(path.to_string())),
+            Err(_) => Error::new(ErrorKind::Timeout, path, "request timed out"),
+        };
+        if n >= retries {
+            return Err(err);
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(50 << n.min(5))).await;
     }
 }
 
