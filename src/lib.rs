@@ -53,7 +53,7 @@
 //! ```
 //! use genro_storage::{MountConfig, StorageManager};
 //! # fn main() -> genro_storage::Result<()> {
-//! let storage = StorageManager::new()?;
+//! let storage = StorageManager::new();
 //! storage.configure(vec![MountConfig::memory("mem")])?;
 //! let f = storage.node("mem:a.txt")?;
 //! f.write_text("hi")?;

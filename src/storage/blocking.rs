@@ -12,17 +12,35 @@ use crate::storage::manager::AsyncStorageManager;
 use crate::storage::mount::Entry;
 use crate::storage::node::AsyncNode;
 
-/// Owns the runtime; shuts it down without blocking so that dropping it inside another
-/// runtime never panics.
-#[derive(Debug)]
-struct Runtime(Option<tokio::runtime::Runtime>);
+/// Owns the runtime, made at the first call that needs it (so that `StorageManager::new` is
+/// infallible, like `AsyncStorageManager::new`); shuts it down without blocking so that
+/// dropping it inside another runtime never panics.
+#[derive(Debug, Default)]
+struct Runtime(std::sync::OnceLock<tokio::runtime::Runtime>);
 
 impl Runtime {
+    fn get(&self) -> Result<&tokio::runtime::Runtime> {
+        if let Some(rt) = self.0.get() {
+            return Ok(rt);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("genro-storage")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::from_io("runtime", e))?;
+        // (two first calls at once: one runtime is kept, the other shut down)
+        if let Err(extra) = self.0.set(rt) {
+            extra.shutdown_background();
+        }
+        Ok(self.0.get().expect("set above"))
+    }
+
     fn block_on<F: std::future::Future>(&self, f: F) -> Result<F::Output> {
-        let rt = self.0.as_ref().expect("runtime present until drop");
         match tokio::runtime::Handle::try_current() {
-            Err(_) => Ok(rt.block_on(f)),
+            Err(_) => Ok(self.get()?.block_on(f)),
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                let rt = self.get()?;
                 Ok(tokio::task::block_in_place(|| rt.block_on(f)))
             }
             Ok(_) => Err(Error::new(
@@ -50,6 +68,12 @@ pub struct StorageManager {
     rt: Arc<Runtime>,
 }
 
+impl Default for StorageManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The blocking form of [`AsyncNode`].
 #[derive(Clone, Debug)]
 pub struct StorageNode {
@@ -58,18 +82,13 @@ pub struct StorageNode {
 }
 
 impl StorageManager {
-    /// A manager with its own runtime (two worker threads).
-    pub fn new() -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("genro-storage")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::from_io("runtime", e))?;
-        Ok(StorageManager {
+    /// A manager with its own runtime (two worker threads, started by the first call that
+    /// needs them; a runtime that cannot start fails that call with ErrorKind::Runtime).
+    pub fn new() -> Self {
+        StorageManager {
             inner: AsyncStorageManager::new(),
-            rt: Arc::new(Runtime(Some(rt))),
-        })
+            rt: Arc::new(Runtime::default()),
+        }
     }
     /// Add mounts.
     pub fn configure(&self, mounts: Vec<MountConfig>) -> Result<()> {
