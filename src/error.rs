@@ -36,6 +36,8 @@ pub enum ErrorKind {
     CrossMount,
     /// A byte range lies outside the file.
     InvalidRange,
+    /// An argument is malformed (a metadata key a backend cannot carry).
+    InvalidInput,
     /// The backend did not answer in time.
     Timeout,
     /// The blocking API was called where it cannot block.
@@ -196,7 +198,9 @@ impl Error {
             ErrorKind::ReadOnly => libc::EROFS,
             ErrorKind::NotPermitted => libc::EPERM,
             ErrorKind::Busy => libc::EBUSY,
-            ErrorKind::InvalidPath | ErrorKind::InvalidRange => libc::EINVAL,
+            ErrorKind::InvalidPath | ErrorKind::InvalidRange | ErrorKind::InvalidInput => {
+                libc::EINVAL
+            }
             ErrorKind::NameTooLong => libc::ENAMETOOLONG,
             ErrorKind::Unsupported => libc::ENOTSUP,
             ErrorKind::CrossMount => libc::EXDEV,

@@ -73,8 +73,8 @@ pub mod storage;
 
 pub use config::{Backend, Config, FuseConfig, MountConfig, Permissions};
 pub use error::{Error, ErrorKind, Result};
-pub use storage::blocking::{StorageManager, StorageNode};
+pub use storage::blocking::{BlockingLocalPath, StorageManager, StorageNode};
 pub use storage::copy::{CopyOptions, CopyReport, Progress, Skip, SkipReason};
 pub use storage::manager::AsyncStorageManager;
-pub use storage::mount::{Entry, EntryKind, Mount};
-pub use storage::node::{AsyncNode, NodeReader, NodeWriter};
+pub use storage::mount::{Capabilities, Entry, EntryKind, Mount, Version};
+pub use storage::node::{AsyncNode, LocalPath, LocalPathMode, NodeReader, NodeWriter};

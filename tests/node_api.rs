@@ -3,6 +3,8 @@
 //! registers them.
 
 mod common;
+#[path = "node_api/extras.rs"]
+mod extras;
 
 use common::{backend, Kind};
 use futures::future::join_all;
@@ -18,6 +20,18 @@ enum Need {
     PolicedPaths,
     /// Object stores that hold `f` beside `f/g` (moto, Ceph RGW, Azurite, fake-gcs-server).
     FileBesidePrefix,
+    /// User metadata changed in place (memory, S3, Azure, GCS) ...
+    Metadata,
+    /// ... or none at all.
+    NoMetadata,
+    /// Presigned URLs the test server honours (S3, Azurite).
+    Presign,
+    /// No URLs at all (local without base_url, memory, WebDAV, SFTP, FTP).
+    NoPresign,
+    /// A versioned S3 bucket (moto in .ci/run).
+    Versions,
+    /// A backend that keeps no versions.
+    NoVersions,
 }
 
 fn has(k: Kind, need: Need) -> bool {
@@ -26,6 +40,12 @@ fn has(k: Kind, need: Need) -> bool {
         Need::EmptyDirs => faithful,
         Need::PolicedPaths => !k.is_object(),
         Need::FileBesidePrefix => k.is_object() && faithful,
+        Need::Metadata => extras::keeps_metadata(k),
+        Need::NoMetadata => !extras::keeps_metadata(k),
+        Need::Presign => extras::presigns(k),
+        Need::NoPresign => !extras::presigns(k) && k != Kind::Gcs,
+        Need::Versions => k == Kind::S3 && extras::versioned_bucket().is_some(),
+        Need::NoVersions => k != Kind::S3,
     }
 }
 
@@ -59,7 +79,23 @@ const CASES: &[(&str, &[Need], CaseFn)] = cases!(
     file_inside_file[PolicedPaths],
     file_beside_prefix[FileBesidePrefix],
     copy_with_strategies,
+    md5_hashes,
+    write_if_changed,
+    user_metadata[Metadata],
+    no_user_metadata[NoMetadata],
+    presigned_urls[Presign],
+    no_urls[NoPresign],
+    local_paths,
+    versions[Versions],
+    no_versions[NoVersions],
+    relative_mounts,
+    capabilities_as_data,
 );
+
+use extras::{
+    capabilities_as_data, local_paths, md5_hashes, no_urls, no_user_metadata, no_versions,
+    presigned_urls, relative_mounts, user_metadata, versions, write_if_changed,
+};
 
 /// Run `f` on a fresh two-worker runtime, as `#[tokio::test(flavor = "multi_thread")]` does.
 fn block_on<F: std::future::Future<Output = ()>>(f: F) {

@@ -97,21 +97,29 @@ fn config_check(config: Source) -> u8 {
         Err(code) => return code,
     };
     println!("{}: valid, {} mount(s)", path.display(), cfg.mounts.len());
-    for m in &cfg.mounts {
-        let mount = match Mount::new(m.clone()) {
-            Ok(mount) => mount,
-            Err(e) => {
-                eprintln!("genro-storage: {e}");
-                return EXIT_USAGE;
-            }
-        };
+    let mounts = match crate::storage::manager::build_mounts(cfg.mounts.clone(), &[]) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("genro-storage: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    for (m, mount) in cfg.mounts.iter().zip(mounts) {
         println!();
         println!(
             "{}  {}  {}  permissions {}",
             m.name,
             m.backend.protocol(),
-            where_of(m),
-            m.permissions.as_str()
+            match mount.relative_to() {
+                Some((p, d)) => format!("{p}:{d} (over {})", where_of(mount.config())),
+                None => where_of(m),
+            },
+            mount.permissions().as_str()
+        );
+        println!(
+            "  {:<20} {}",
+            "capabilities",
+            mount.capabilities().names().join(", ")
         );
         for (what, how) in semantics(&mount) {
             println!("  {what:<20} {how}");
@@ -123,6 +131,7 @@ fn config_check(config: Source) -> u8 {
 fn where_of(m: &MountConfig) -> String {
     match &m.backend {
         Backend::Local { root, .. } => root.display().to_string(),
+        Backend::Relative { parent, path, .. } => format!("{parent}:{path}"),
         Backend::Memory { .. } => "process memory".into(),
         Backend::S3 {
             bucket,

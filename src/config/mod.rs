@@ -64,6 +64,9 @@ pub enum Backend {
         root: PathBuf,
         /// Create it when missing.
         create: bool,
+        /// The URL the directory is served at (`base_url`): [`AsyncNode::url`](crate::AsyncNode::url)
+        /// answers `base_url/path`.
+        base_url: Option<String>,
     },
     /// Process memory; each memory mount is its own namespace.
     Memory {
@@ -102,6 +105,17 @@ pub enum Backend {
     /// A service opendal speaks, configured by its own keys: SFTP, WebDAV, Azure Blob, GCS,
     /// FTP, HTTP (read-only).
     Service(ServiceConfig),
+    /// A view of another mount's backend below one of its directories (`protocol =
+    /// "relative"`). Its permissions can only narrow the parent's; its paths cannot climb
+    /// out of it. Resolved into the parent's backend, re-rooted, when it is configured.
+    Relative {
+        /// The mount it is a view of (`parent`).
+        parent: String,
+        /// The directory of the parent it shows (`path`), normalised.
+        path: String,
+        /// No `permissions` were given: the parent's apply.
+        inherit_permissions: bool,
+    },
 }
 
 /// Default deadline of one S3 request attempt.
@@ -117,13 +131,14 @@ impl Backend {
             Backend::Memory { .. } => "memory",
             Backend::S3 { .. } => "s3",
             Backend::Service(s) => s.service.name(),
+            Backend::Relative { .. } => "relative",
         }
     }
 }
 
 /// The protocols a mount may use.
 pub const PROTOCOLS: &[&str] = &[
-    "local", "memory", "s3", "sftp", "webdav", "azblob", "gcs", "ftp", "http",
+    "local", "memory", "s3", "sftp", "webdav", "azblob", "gcs", "ftp", "http", "relative",
 ];
 
 /// One named mount.
@@ -145,6 +160,47 @@ impl MountConfig {
             Backend::Local {
                 root: root.into(),
                 create: false,
+                base_url: None,
+            },
+        )
+    }
+    /// Local mounts: the URL the root directory is served at, for [`AsyncNode::url`](crate::AsyncNode::url).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        if let Backend::Local { base_url, .. } = &mut self.backend {
+            *base_url = Some(url.into());
+        }
+        self
+    }
+    /// A relative mount: the directory `path` of the mount `parent`, as a mount of its own.
+    /// It has the parent's permissions unless [`MountConfig::permissions`] narrows them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> genro_storage::Result<()> {
+    /// use genro_storage::{MountConfig, Permissions};
+    /// let storage = genro_storage::AsyncStorageManager::new();
+    /// storage.configure(vec![
+    ///     MountConfig::memory("data"),
+    ///     MountConfig::relative("reports", "data", "2026/reports").permissions(Permissions::ReadOnly),
+    /// ]).await?;
+    /// storage.node("data:2026/reports/q1.txt")?.write_text("up").await?;
+    /// assert_eq!(storage.node("reports:q1.txt")?.read_text().await?, "up");
+    /// assert!(storage.node("reports:q2.txt")?.write_text("no").await.is_err());
+    /// assert!(storage.node("reports:../secret").is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn relative(
+        name: impl Into<String>,
+        parent: impl Into<String>,
+        path: impl Into<String>,
+    ) -> Self {
+        Self::with_backend(
+            name,
+            Backend::Relative {
+                parent: parent.into(),
+                path: path.into(),
+                inherit_permissions: true,
             },
         )
     }
@@ -236,6 +292,13 @@ impl MountConfig {
     /// Set the permissions.
     pub fn permissions(mut self, p: Permissions) -> Self {
         self.permissions = p;
+        if let Backend::Relative {
+            inherit_permissions,
+            ..
+        } = &mut self.backend
+        {
+            *inherit_permissions = false;
+        }
         self
     }
     /// Local: create the root directory when missing.
@@ -344,7 +407,19 @@ impl MountConfig {
         let who = format!("{ctx}mount \"{}\"", self.name);
         validate_name(&self.name).map_err(|m| Error::config(format!("{who}: key \"name\""), m))?;
         match &mut self.backend {
-            Backend::Local { root, create } => {
+            Backend::Local {
+                root,
+                create,
+                base_url,
+            } => {
+                if let Some(u) = base_url {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        return Err(Error::config(
+                            format!("{who}: key \"base_url\""),
+                            format!("{u:?} is not an http:// or https:// URL"),
+                        ));
+                    }
+                }
                 if root.as_os_str().is_empty() {
                     return Err(Error::config(
                         format!("{who}: key \"root_path\""),
@@ -389,6 +464,19 @@ impl MountConfig {
                 })?;
             }
             Backend::Memory { .. } => {}
+            Backend::Relative { parent, path, .. } => {
+                validate_name(parent)
+                    .map_err(|m| Error::config(format!("{who}: key \"parent\""), m))?;
+                if *parent == self.name {
+                    return Err(Error::config(
+                        format!("{who}: key \"parent\""),
+                        "a mount cannot be relative to itself",
+                    ));
+                }
+                *path = crate::storage::path::normalize(path).map_err(|(_, m)| {
+                    Error::config(format!("{who}: key \"path\""), format!("{path:?}: {m}"))
+                })?;
+            }
             Backend::Service(s) => {
                 if let Some((key, msg)) = s.problem() {
                     return Err(Error::config(format!("{who}: key \"{key}\""), msg));
@@ -515,7 +603,8 @@ struct RawConfig {
 }
 
 const COMMON_KEYS: &[&str] = &["name", "protocol", "permissions"];
-const LOCAL_KEYS: &[&str] = &["root_path", "create"];
+const LOCAL_KEYS: &[&str] = &["root_path", "create", "base_url"];
+const RELATIVE_KEYS: &[&str] = &["parent", "path"];
 const MEMORY_KEYS: &[&str] = &["max_size"];
 const S3_KEYS: &[&str] = &[
     "bucket",

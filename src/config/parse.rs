@@ -200,6 +200,7 @@ pub(super) fn parse_mount(
     let service_refs: Vec<&str>;
     let allowed: &[&str] = match protocol.as_str() {
         "local" => LOCAL_KEYS,
+        "relative" => RELATIVE_KEYS,
         "memory" => MEMORY_KEYS,
         "s3" => S3_KEYS,
         _ if service.is_some() => {
@@ -294,8 +295,24 @@ pub(super) fn parse_mount(
             Backend::Local {
                 root: PathBuf::from(root),
                 create,
+                base_url: string("base_url")?,
             }
         }
+        "relative" => Backend::Relative {
+            parent: string("parent")?.ok_or_else(|| {
+                Error::config(
+                    who("parent"),
+                    "missing (a relative mount needs parent, the mount it is a view of)",
+                )
+            })?,
+            path: string("path")?.ok_or_else(|| {
+                Error::config(
+                    who("path"),
+                    "missing (a relative mount needs path, the parent's directory it shows)",
+                )
+            })?,
+            inherit_permissions: !t.contains_key("permissions"),
+        },
         "memory" => Backend::Memory {
             max_size: match t.get("max_size") {
                 None => default_memory_budget(),

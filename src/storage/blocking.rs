@@ -105,6 +105,10 @@ impl StorageManager {
             rt: self.rt.clone(),
         })
     }
+    /// What the mount `name` can do (see [`AsyncStorageManager::capabilities`]).
+    pub fn capabilities(&self, name: &str) -> Result<crate::storage::mount::Capabilities> {
+        self.inner.capabilities(name)
+    }
     /// Is a mount with this name configured?
     pub fn has_mount(&self, name: &str) -> bool {
         self.inner.has_mount(name)
@@ -163,6 +167,44 @@ impl StorageNode {
         fn mkdir(&self) -> ();
         /// Delete (recursively); missing is Ok.
         fn delete(&self) -> ();
+        /// The MD5 of the content, lowercase hex (see [`AsyncNode::md5hash`]).
+        fn md5hash(&self) -> String;
+        /// A URL for the file (see [`AsyncNode::url`]).
+        fn url(&self, expires: std::time::Duration) -> Option<String>;
+        /// The file's user metadata (see [`AsyncNode::metadata`]).
+        fn metadata(&self) -> std::collections::HashMap<String, String>;
+        /// Replace the file's user metadata in place (see [`AsyncNode::set_metadata`]).
+        fn set_metadata(&self, map: std::collections::HashMap<String, String>) -> ();
+        /// The stored versions, newest first (see [`AsyncNode::versions`]).
+        fn versions(&self) -> Vec<crate::storage::mount::Version>;
+    }
+    /// Write unless the file already holds these bytes (see [`AsyncNode::write_if_changed`]).
+    pub fn write_if_changed(&self, data: impl Into<Bytes>) -> Result<bool> {
+        self.rt.block_on(self.inner.write_if_changed(data))?
+    }
+    /// A real OS path for the file (see [`AsyncNode::local_path`]).
+    pub fn local_path(&self, mode: crate::LocalPathMode) -> Result<BlockingLocalPath> {
+        let inner = self.rt.block_on(self.inner.local_path(mode))??;
+        Ok(BlockingLocalPath {
+            inner,
+            rt: self.rt.clone(),
+        })
+    }
+    /// A read-only node for one version (see [`AsyncNode::version`]).
+    pub fn version(&self, id: &str) -> StorageNode {
+        self.wrap(self.inner.version(id))
+    }
+    /// The MIME type guessed from the extension (see [`AsyncNode::mimetype`]).
+    pub fn mimetype(&self) -> String {
+        self.inner.mimetype()
+    }
+    /// The extension without its dot (see [`AsyncNode::ext`]).
+    pub fn ext(&self) -> &str {
+        self.inner.ext()
+    }
+    /// The parent as `"mount:dir"` (see [`AsyncNode::dirname`]).
+    pub fn dirname(&self) -> String {
+        self.inner.dirname()
     }
     /// Write the whole content.
     pub fn write(&self, data: impl Into<Bytes>) -> Result<()> {
@@ -222,5 +264,28 @@ impl StorageNode {
     /// The async node behind this one.
     pub fn as_async(&self) -> &AsyncNode {
         &self.inner
+    }
+}
+
+/// The blocking form of [`LocalPath`](crate::LocalPath), from [`StorageNode::local_path`].
+#[derive(Debug)]
+pub struct BlockingLocalPath {
+    inner: crate::LocalPath,
+    rt: Arc<Runtime>,
+}
+
+impl BlockingLocalPath {
+    /// The OS path to hand to other programs.
+    pub fn path(&self) -> &std::path::Path {
+        self.inner.path()
+    }
+    /// Is it a temporary copy (not the file of a local mount)?
+    pub fn is_temporary(&self) -> bool {
+        self.inner.is_temporary()
+    }
+    /// Upload the copy back (see [`LocalPath::commit`](crate::LocalPath::commit)).
+    pub fn commit(self) -> Result<()> {
+        let rt = self.rt.clone();
+        rt.block_on(self.inner.commit())?
     }
 }

@@ -3,11 +3,63 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use crate::config::{validate_mounts, Config, MountConfig};
+use crate::config::{validate_mounts, Backend, Config, MountConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::mount::Mount;
 use crate::storage::node::AsyncNode;
 use crate::storage::path;
+
+/// Build validated mount configs into mounts, in their order. A relative mount's parent
+/// is one of `mounts` (built first, whatever the order) or one of `existing`.
+pub fn build_mounts(mounts: Vec<MountConfig>, existing: &[Arc<Mount>]) -> Result<Vec<Arc<Mount>>> {
+    let mut built: Vec<Option<Arc<Mount>>> = Vec::with_capacity(mounts.len());
+    let mut pending = Vec::new();
+    for (i, m) in mounts.into_iter().enumerate() {
+        if matches!(m.backend, Backend::Relative { .. }) {
+            built.push(None);
+            pending.push((i, m));
+        } else {
+            built.push(Some(Mount::new(m)?));
+        }
+    }
+    // relative mounts of relative mounts: resolve in rounds until none is left
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut left = Vec::new();
+        for (i, m) in pending {
+            let Backend::Relative { parent, .. } = &m.backend else {
+                unreachable!("only relative mounts wait")
+            };
+            let found = built
+                .iter()
+                .flatten()
+                .find(|b| b.name() == parent)
+                .or_else(|| existing.iter().find(|b| b.name() == parent))
+                .cloned();
+            match found {
+                Some(p) => built[i] = Some(Mount::relative(m, &p)?),
+                None => left.push((i, m)),
+            }
+        }
+        if left.len() == before {
+            let (_, m) = &left[0];
+            let Backend::Relative { parent, .. } = &m.backend else {
+                unreachable!("only relative mounts wait")
+            };
+            let waiting: Vec<&str> = left.iter().map(|(_, m)| m.name.as_str()).collect();
+            return Err(Error::config(
+                format!("mount \"{}\": key \"parent\"", m.name),
+                if waiting.contains(&parent.as_str()) {
+                    format!("relative mounts form a cycle ({})", waiting.join(", "))
+                } else {
+                    format!("there is no mount {parent:?}")
+                },
+            ));
+        }
+        pending = left;
+    }
+    Ok(built.into_iter().flatten().collect())
+}
 
 /// The async entry point: configure mounts, then ask for nodes.
 ///
@@ -44,7 +96,7 @@ impl AsyncStorageManager {
     }
 
     fn install(&self, mounts: Vec<MountConfig>) -> Result<()> {
-        let built: Vec<Arc<Mount>> = mounts.into_iter().map(Mount::new).collect::<Result<_>>()?;
+        let built = build_mounts(mounts, &self.mounts())?;
         let mut table = self.mounts.write().unwrap_or_else(|e| e.into_inner());
         for m in built {
             match table.iter_mut().find(|o| o.name() == m.name()) {
@@ -77,6 +129,22 @@ impl AsyncStorageManager {
                     ),
                 )
             })
+    }
+
+    /// What the mount `name` can do: the same facts `genro-storage config check` prints.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> genro_storage::Result<()> {
+    /// let storage = genro_storage::AsyncStorageManager::new();
+    /// storage.configure(vec![genro_storage::MountConfig::memory("mem")]).await?;
+    /// let caps = storage.capabilities("mem")?;
+    /// assert!(caps.write && caps.rename && caps.metadata && !caps.versions && !caps.presign);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn capabilities(&self, name: &str) -> Result<crate::storage::mount::Capabilities> {
+        Ok(self.mount(name)?.capabilities())
     }
 
     /// All mounts, in configuration order.

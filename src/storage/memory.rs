@@ -80,7 +80,9 @@ impl Content {
 /// The shared map behind a memory mount. Keys have no leading `/`; directory markers end
 /// with `/`.
 pub struct MemStore {
-    map: Mutex<Tree>,
+    map: Arc<Mutex<Tree>>,
+    /// The key prefix this store sees (`""`, or `a/b/` for a relative mount's view).
+    root: String,
     /// The most its objects may take together, in bytes (`max_size`).
     max: u64,
     /// What copies staged outside the store take (the daemon's files being written, kept in
@@ -168,10 +170,6 @@ fn after(prefix: &str) -> String {
     s
 }
 
-fn key(path: &str) -> &str {
-    path.trim_start_matches('/')
-}
-
 fn not_found() -> Error {
     Error::new(ErrorKind::NotFound, "memory has no such path")
 }
@@ -186,9 +184,39 @@ impl MemStore {
     /// A store whose objects may take `max` bytes together.
     pub fn with_budget(max: u64) -> MemStore {
         MemStore {
-            map: Mutex::default(),
+            map: Arc::default(),
+            root: String::new(),
             max,
             staged: Arc::default(),
+        }
+    }
+
+    /// A view of the same map below `sub` (a relative mount): its keys are `sub/` + the
+    /// view's paths; budget and staging are shared.
+    pub fn view(&self, sub: &str) -> MemStore {
+        let sub = sub.trim_matches('/');
+        MemStore {
+            map: self.map.clone(),
+            root: if sub.is_empty() {
+                self.root.clone()
+            } else {
+                format!("{}{sub}/", self.root)
+            },
+            max: self.max,
+            staged: self.staged.clone(),
+        }
+    }
+
+    /// The map key of a path of this store.
+    fn key(&self, path: &str) -> String {
+        format!("{}{}", self.root, path.trim_start_matches('/'))
+    }
+
+    /// A map key as a path of this store (`/` for its own root).
+    fn unkey(&self, k: &str) -> String {
+        match &k[self.root.len()..] {
+            "" => "/".to_string(),
+            r => r.to_string(),
         }
     }
 
@@ -226,7 +254,7 @@ impl MemStore {
     /// large file written through the daemon): the daemon adopts it to write on instead of
     /// fetching it, holes and all.
     pub fn file_of(&self, path: &str) -> Option<(Arc<std::fs::File>, u64)> {
-        match &self.lock().get(key(path))?.content {
+        match &self.lock().get(&self.key(path))?.content {
             Content::File { file, len, .. } => Some((file.clone(), *len)),
             Content::Bytes(_) => None,
         }
@@ -248,7 +276,7 @@ impl MemStore {
         b.last_modified(Timestamp::now());
         b.user_metadata(pairs);
         let mut map = self.lock();
-        let k = key(path).to_string();
+        let k = self.key(path);
         let old = map.get(&k).map_or(0, |v| v.content.cost());
         self.fits(&map, content.cost(), old)?;
         map.insert(
@@ -273,12 +301,12 @@ impl MemStore {
     }
 
     fn stat(&self, path: &str) -> Result<Metadata> {
-        let k = key(path);
-        if k.is_empty() {
+        if path.trim_start_matches('/').is_empty() {
             return Ok(MetadataBuilder::dir().build());
         }
+        let k = self.key(path);
         let map = self.lock();
-        if let Some(v) = map.get(k) {
+        if let Some(v) = map.get(&k) {
             return Ok(v.meta.clone());
         }
         let prefix = if k.ends_with('/') {
@@ -298,11 +326,11 @@ impl MemStore {
     /// The user metadata of an object or a directory (whose marker is made when it has
     /// none), replaced without touching its content: O(log n).
     pub fn set_user_metadata(&self, path: &str, dir: bool, pairs: Vec<(String, String)>) {
-        let k = key(path);
+        let k = self.key(path);
         let k = if dir && !k.ends_with('/') {
             format!("{k}/")
         } else {
-            k.to_string()
+            k
         };
         let mut map = self.lock();
         match map.get_mut(&k) {
@@ -326,7 +354,8 @@ impl MemStore {
     /// How many directories with a marker `dir` holds directly (its link count is 2 more):
     /// O(1). A directory known only by the keys below it is not counted.
     pub fn subdirs(&self, dir: &str) -> u64 {
-        let k = key(dir).trim_end_matches('/');
+        let k = self.key(dir);
+        let k = k.trim_end_matches('/');
         let prefix = if k.is_empty() {
             String::new()
         } else {
@@ -337,7 +366,7 @@ impl MemStore {
 
     /// Does the directory `dir` hold anything but its marker? O(log n).
     pub fn has_children(&self, dir: &str) -> bool {
-        let prefix = format!("{}/", key(dir).trim_end_matches('/'));
+        let prefix = format!("{}/", self.key(dir).trim_end_matches('/'));
         let map = self.lock();
         map.range::<str, _>((Bound::Excluded(prefix.as_str()), Bound::Unbounded))
             .next()
@@ -346,7 +375,10 @@ impl MemStore {
 
     /// Move a directory and everything below it (`from/` to `to/`): O(k log n) for its k keys.
     pub fn rename_tree(&self, from: &str, to: &str) -> Result<()> {
-        let (from, to) = (format!("{}/", key(from)), format!("{}/", key(to)));
+        let (from, to) = (
+            format!("{}/", self.key(from).trim_end_matches('/')),
+            format!("{}/", self.key(to).trim_end_matches('/')),
+        );
         let mut map = self.lock();
         let keys: Vec<String> = map
             .range::<str, _>((
@@ -366,14 +398,15 @@ impl MemStore {
     /// The entries directly below `dir` (ending with `/`, or empty for the root), the
     /// directory's own marker first; with `recursive`, every key below it.
     fn list(&self, dir: &str, recursive: bool) -> Vec<oio::Entry> {
-        let dir = key(dir);
+        let dir = self.key(dir);
+        let dir = dir.as_str();
         let map = self.lock();
         let mut out = Vec::new();
-        let own = if dir.is_empty() { "/" } else { dir };
+        let own = self.unkey(dir);
         if let Some(v) = map.get(dir) {
-            out.push(oio::Entry::new(own, v.meta.clone()));
-        } else if dir.is_empty() || Self::has_prefix(&map, dir) {
-            out.push(oio::Entry::new(own, MetadataBuilder::dir().build()));
+            out.push(oio::Entry::new(&own, v.meta.clone()));
+        } else if dir == self.root || Self::has_prefix(&map, dir) {
+            out.push(oio::Entry::new(&own, MetadataBuilder::dir().build()));
         }
         let mut from = Bound::Excluded(dir.to_string());
         loop {
@@ -394,11 +427,11 @@ impl MemStore {
                         .get(&child)
                         .map(|v| v.meta.clone())
                         .unwrap_or_else(|| MetadataBuilder::dir().build());
-                    out.push(oio::Entry::new(&child, meta));
+                    out.push(oio::Entry::new(&self.unkey(&child), meta));
                     from = Bound::Included(after(&child));
                 }
                 _ => {
-                    out.push(oio::Entry::new(&k, meta));
+                    out.push(oio::Entry::new(&self.unkey(&k), meta));
                     from = Bound::Excluded(k);
                 }
             }
@@ -452,7 +485,7 @@ impl oio::Read for MemReader {
         let v = self
             .store
             .lock()
-            .get(key(&self.path))
+            .get(&self.store.key(&self.path))
             .cloned()
             .ok_or_else(not_found)?;
         let r = range.to_content_range(v.content.len() as usize)?;
@@ -491,7 +524,7 @@ impl oio::Write for MemWriter {
         }
         let meta = b.build();
         let mut map = self.store.lock();
-        let k = key(&self.path).to_string();
+        let k = self.store.key(&self.path);
         let old = map.get(&k).map_or(0, |v| v.content.cost());
         self.store.fits(&map, content.len() as u64, old)?;
         let content = Content::Bytes(content);
@@ -550,7 +583,7 @@ pub struct MemDeleter {
 
 impl oio::OneShotDelete for MemDeleter {
     async fn delete_once(&self, path: String, _: OpDelete) -> Result<()> {
-        self.store.lock().remove(key(&path));
+        self.store.lock().remove(&self.store.key(&path));
         Ok(())
     }
 }
@@ -591,7 +624,7 @@ impl Service for MemoryService {
         path: &str,
         _: OpCreateDir,
     ) -> Result<RpCreateDir> {
-        let k = key(path).to_string();
+        let k = self.store.key(path);
         let mut map = self.store.lock();
         if !map.contains_key(&k) {
             let mut b = MetadataBuilder::dir();
@@ -644,15 +677,16 @@ impl Service for MemoryService {
 
     fn copy(&self, _: &OperationContext, from: &str, to: &str, _: OpCopy) -> Result<Self::Copier> {
         let mut map = self.store.lock();
-        let mut v = map.get(key(from)).cloned().ok_or_else(not_found)?;
-        let old = map.get(key(to)).map_or(0, |v| v.content.cost());
+        let (kf, kt) = (self.store.key(from), self.store.key(to));
+        let mut v = map.get(&kf).cloned().ok_or_else(not_found)?;
+        let old = map.get(&kt).map_or(0, |v| v.content.cost());
         self.store.fits(&map, v.content.cost(), old)?;
         // like S3's CopyObject: the content and user metadata, a new modification time
         let mut b = v.meta.into_builder();
         b.last_modified(Timestamp::now());
         v.meta = b.build();
         let meta = v.meta.clone();
-        map.insert(key(to).to_string(), v);
+        map.insert(kt, v);
         Ok(MemCopier(meta))
     }
 
@@ -664,12 +698,13 @@ impl Service for MemoryService {
         _: OpRename,
     ) -> Result<RpRename> {
         let mut map = self.store.lock();
-        match map.remove(key(from)) {
+        let (kf, kt) = (self.store.key(from), self.store.key(to));
+        match map.remove(&kf) {
             Some(v) => {
-                map.insert(key(to).to_string(), v);
+                map.insert(kt, v);
             }
             // a directory: its whole subtree moves
-            None if MemStore::has_prefix(&map, &format!("{}/", key(from))) => {
+            None if MemStore::has_prefix(&map, &format!("{kf}/")) => {
                 drop(map);
                 self.store.rename_tree(from, to)?;
             }

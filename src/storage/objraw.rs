@@ -155,8 +155,14 @@ impl ObjRaw {
     }
 
     /// Replace the user metadata of the object at `path` (a file, or a marker `d/`), keeping
-    /// its bytes: one request.
-    pub async fn replace_metadata(&self, path: &str, meta: &[(String, String)]) -> Result<()> {
+    /// its bytes: one request. Azure replaces the whole set; GCS merges a PATCH into the
+    /// object's, so the keys in `removed` are sent as null there.
+    pub async fn replace_metadata(
+        &self,
+        path: &str,
+        meta: &[(String, String)],
+        removed: &[String],
+    ) -> Result<()> {
         let key = self.key(path);
         let req = match &self.api {
             Api::Azure { base, .. } => Req {
@@ -174,7 +180,7 @@ impl ObjRaw {
                     utf8_percent_encode(&key, SEGMENT)
                 ),
                 headers: vec![("content-type".into(), "application/json".into())],
-                body: gcs_meta(meta),
+                body: gcs_meta(meta, removed),
             },
         };
         self.send(path, req).await
@@ -250,7 +256,7 @@ impl ObjRaw {
                     body: Bytes::new(),
                 };
                 self.send(path, req).await?;
-                self.replace_metadata(path, meta).await
+                self.replace_metadata(path, meta, &[]).await
             }
         }
     }
@@ -337,12 +343,16 @@ fn azure_meta(meta: &[(String, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `{"metadata": {...}}`. GCS merges a PATCH's keys into the object's; ours are always the
-/// same set, so the result is the new set.
-fn gcs_meta(meta: &[(String, String)]) -> Bytes {
-    let map: serde_json::Map<String, serde_json::Value> = meta
+/// `{"metadata": {...}}`. GCS merges a PATCH's keys into the object's: a key to drop is
+/// sent as null.
+fn gcs_meta(meta: &[(String, String)], removed: &[String]) -> Bytes {
+    let map: serde_json::Map<String, serde_json::Value> = removed
         .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .map(|k| (k.clone(), serde_json::Value::Null))
+        .chain(
+            meta.iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
+        )
         .collect();
     Bytes::from(serde_json::json!({ "metadata": map }).to_string())
 }
@@ -358,8 +368,12 @@ mod tests {
             "pfx%2Fa%20b%2Fd%2F"
         );
         assert_eq!(
-            gcs_meta(&[("mode".into(), "33188".into())]),
+            gcs_meta(&[("mode".into(), "33188".into())], &[]),
             Bytes::from_static(br#"{"metadata":{"mode":"33188"}}"#)
+        );
+        assert_eq!(
+            gcs_meta(&[("mode".into(), "33188".into())], &["author".into()]),
+            Bytes::from_static(br#"{"metadata":{"author":null,"mode":"33188"}}"#)
         );
     }
 }

@@ -102,7 +102,7 @@ impl Backend {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-fn unique(tag: &str) -> String {
+pub fn unique(tag: &str) -> String {
     format!(
         "{tag}-{}-{}",
         std::process::id(),
@@ -402,6 +402,9 @@ fn toml_mount(c: &MountConfig) -> String {
                     s += &format!("{k} = \"{}\"\n", v.expose());
                 }
             }
+        }
+        Backend::Relative { parent, path, .. } => {
+            s += &format!("protocol = \"relative\"\nparent = \"{parent}\"\npath = \"{path}\"\n")
         }
         Backend::Service(c) => {
             s += &format!(

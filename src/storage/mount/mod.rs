@@ -8,19 +8,21 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use opendal::layers::{RetryLayer, TimeoutLayer};
-use opendal::{services, Capability, EntryMode, Metadata, Operator};
+use opendal::{Capability, EntryMode, Metadata, Operator};
 
-use crate::config::{
-    Backend, MountConfig, Permissions, Service, DEFAULT_S3_RETRIES, DEFAULT_S3_TIMEOUT,
-};
+use crate::config::{Backend, MountConfig, Permissions, Service};
 use crate::error::{Error, ErrorKind, Result};
-use crate::secret::KeysProvider;
-use crate::storage::memory::{MemStore, MemoryBuilder};
+use crate::storage::memory::MemStore;
 use crate::storage::objraw::ObjRaw;
 use crate::storage::path;
 use crate::storage::posix::PosixMeta;
-use crate::storage::s3raw::{self, S3Raw, S3Target, MAX_COPY};
+use crate::storage::s3raw::S3Raw;
+
+mod build;
+mod extras;
+mod meta;
+
+pub use extras::{Capabilities, Version};
 
 /// Size of the chunks used to stream and to upload (S3 multipart part size).
 pub const CHUNK: usize = 8 << 20;
@@ -108,40 +110,6 @@ impl Entry {
     }
 }
 
-/// A mount's HTTP transport: its own reqwest client (its own connection pool), whose idle
-/// connections are dropped after 4 s.
-/// - Own, not opendal's process-wide client: a pooled connection is driven by a task of the
-///   runtime that opened it, and once that runtime is gone (a blocking `StorageManager`
-///   dropped, one runtime per test) every request on it fails with "dispatch task is gone".
-/// - 4 s: Node's servers (Azurite) and Apache close an idle keep-alive connection after 5 s,
-///   and a request sent on one at that moment fails; reqwest's default keeps them 90 s.
-/// - Redirects are followed (at most 10), but not the one from `d` to `d/` (Apache's
-///   DirectorySlash): that one says `d` is a directory, which a followed redirect would hide
-///   behind the index page's 200.
-fn http_transport() -> opendal::HttpTransporter {
-    let policy = reqwest::redirect::Policy::custom(|attempt| {
-        let slash_of_previous = attempt
-            .previous()
-            .last()
-            .is_some_and(|prev| attempt.url().path() == format!("{}/", prev.path()));
-        if slash_of_previous {
-            attempt.stop()
-        } else if attempt.previous().len() >= 10 {
-            attempt.error("more than 10 redirects")
-        } else {
-            attempt.follow()
-        }
-    });
-    let client = reqwest::Client::builder()
-        .redirect(policy)
-        .pool_idle_timeout(Duration::from_secs(4))
-        .build()
-        .unwrap_or_default();
-    opendal::HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(
-        client,
-    ))
-}
-
 /// A configured mount: name, permissions and the operator that reaches its backend.
 #[derive(Debug)]
 pub struct Mount {
@@ -157,118 +125,11 @@ pub struct Mount {
     obj_raw: Option<ObjRaw>,
     /// POSIX attributes go with uploads as user metadata.
     user_meta: bool,
+    /// A relative mount: (the mount that owns the backend, the directory shown).
+    relative: Option<(String, String)>,
 }
 
 impl Mount {
-    /// Build the operator for a validated mount config.
-    pub fn new(config: MountConfig) -> Result<Arc<Mount>> {
-        let who = format!("mount \"{}\"", config.name);
-        let (timeout, retries) = match &config.backend {
-            Backend::S3 {
-                timeout, retries, ..
-            } => (*timeout, *retries),
-            Backend::Service(s) => (s.timeout, s.retries),
-            _ => (DEFAULT_S3_TIMEOUT * 4, DEFAULT_S3_RETRIES),
-        };
-        let mem = match config.backend {
-            Backend::Memory { max_size } => Some(Arc::new(MemStore::with_budget(max_size))),
-            _ => None,
-        };
-        let mut raw = None;
-        let mut obj_raw = None;
-        let op = match &config.backend {
-            Backend::Local { root, .. } => {
-                let root = root.to_str().ok_or_else(|| {
-                    Error::config(format!("{who}: key \"root_path\""), "is not valid UTF-8")
-                })?;
-                Operator::new(services::Fs::default().root(root))
-            }
-            Backend::Memory { .. } => {
-                Operator::new(MemoryBuilder::new(mem.clone().unwrap_or_default()))
-            }
-            Backend::S3 {
-                bucket,
-                prefix,
-                region,
-                endpoint_url,
-                access_key,
-                secret_key,
-                session_token,
-                ..
-            } => {
-                let keys = match (access_key, secret_key) {
-                    (Some(a), Some(s)) => Some(KeysProvider::new(
-                        a.clone(),
-                        s.clone(),
-                        session_token.clone(),
-                    )),
-                    _ => None,
-                };
-                raw = Some(S3Raw::new(&S3Target {
-                    bucket,
-                    prefix: prefix.as_deref(),
-                    region,
-                    endpoint: endpoint_url.as_deref(),
-                    keys: keys.as_ref(),
-                    timeout,
-                    retries,
-                })?);
-                opendal::install_default();
-                // (the keys go in a chain of our own: opendal would put them in reqsign's
-                // StaticCredentialProvider, whose Debug, logged by reqsign, shows them)
-                let mut b = services::S3::default()
-                    .bucket(bucket)
-                    .region(region)
-                    .disable_ec2_metadata()
-                    .credential_provider_chain(s3raw::credentials(keys.as_ref()));
-                if let Some(p) = prefix {
-                    b = b.root(&format!("/{}", p.trim_matches('/')));
-                }
-                if let Some(e) = endpoint_url {
-                    b = b.endpoint(e);
-                }
-                Operator::new(b)
-            }
-            Backend::Service(s) => {
-                obj_raw = ObjRaw::new(s)?;
-                opendal::install_default();
-                Operator::via_iter(s.service.name(), s.opendal_options())
-            }
-        }
-        .map_err(|e| Error::from_opendal(who.clone(), e).with_context(who.clone()))?;
-        let ctx = op.context().with_http_transport(http_transport());
-        let op = op
-            .with_context(ctx)
-            .layer(
-                TimeoutLayer::new()
-                    .with_timeout(timeout)
-                    .with_io_timeout(timeout),
-            )
-            .layer(
-                RetryLayer::new()
-                    .with_max_times(retries)
-                    .with_min_delay(Duration::from_millis(50))
-                    .with_max_delay(Duration::from_secs(2))
-                    .with_jitter(),
-            );
-        let caps = op.info().capability();
-        let user_meta = caps.write_with_user_metadata
-            && match &config.backend {
-                Backend::Service(s) => s.keeps_user_metadata(),
-                _ => true,
-            };
-        Ok(Arc::new(Mount {
-            config,
-            op,
-            caps,
-            started: SystemTime::now(),
-            mem,
-            raw,
-            obj_raw,
-            user_meta,
-        }))
-    }
-
     /// The mount's name.
     pub fn name(&self) -> &str {
         &self.config.name
@@ -317,6 +178,9 @@ impl Mount {
     /// Is this a read-only HTTP mount (no listing; directories known by their `d/` URL)?
     fn is_http(&self) -> bool {
         matches!(&self.config.backend, Backend::Service(s) if s.service == Service::Http)
+    }
+    fn is_azure(&self) -> bool {
+        matches!(&self.config.backend, Backend::Service(s) if s.service == Service::Azblob)
     }
     fn is_webdav(&self) -> bool {
         matches!(&self.config.backend, Backend::Service(s) if s.service == Service::Webdav)
@@ -873,7 +737,7 @@ impl Mount {
             Backend::S3 { .. } => Some(5 << 40),
             Backend::Memory { .. } => Some(16 << 40),
             Backend::Service(s) if s.service == crate::config::Service::Gcs => Some(5 << 40),
-            Backend::Local { .. } | Backend::Service(_) => None,
+            Backend::Local { .. } | Backend::Service(_) | Backend::Relative { .. } => None,
         }
     }
 
@@ -943,108 +807,6 @@ impl Mount {
             w = w.user_metadata(meta.to_user_metadata());
         }
         w.await.map_err(|e| self.err(path, e))
-    }
-
-    /// Replace the POSIX attributes an object (or a directory's marker, made when missing)
-    /// carries, without rewriting its bytes: one CopyObject onto itself on S3, in place on
-    /// memory. Local mounts keep attributes on disk (not here): Unsupported.
-    pub async fn set_meta(&self, path: &str, dir: bool, size: u64, meta: &PosixMeta) -> Result<()> {
-        self.check_write(path)?;
-        let kv = meta.to_user_metadata();
-        if let Some(store) = &self.mem {
-            store.set_user_metadata(path, dir, kv);
-            return Ok(());
-        }
-        if let (Some(o), true) = (&self.obj_raw, self.user_meta) {
-            return self.set_meta_raw(o, path, dir, &kv).await;
-        }
-        let Some(raw) = &self.raw else {
-            if dir && !path.is_empty() && self.local_root().is_none() && self.caps.create_dir {
-                // a service with real directories (WebDAV, SFTP, FTP) or markers (Azure,
-                // GCS): the directory is made; its mode and owner are the daemon's to show
-                return self
-                    .op
-                    .create_dir(&format!("{path}/"))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| self.err(path, e));
-            }
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                self.ctx(path),
-                if self.local_root().is_some() {
-                    "attributes of local files live on disk"
-                } else {
-                    "this backend keeps no modes, owners or times of its own"
-                },
-            ));
-        };
-        if dir {
-            if path.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    self.ctx(path),
-                    "the root of an S3 mount has no marker to carry attributes",
-                ));
-            }
-            return raw
-                .put_empty(&format!("{path}/"), &kv)
-                .await
-                .map_err(|e| e.with_context(self.ctx(path)));
-        }
-        if size > MAX_COPY {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                self.ctx(path),
-                "S3 cannot change the metadata of an object over 5 GiB in place",
-            ));
-        }
-        raw.replace_metadata(path, &kv, None)
-            .await
-            .map_err(|e| e.with_context(self.ctx(path)))
-    }
-
-    /// Azure Blob and GCS: new user metadata for a file, or for a directory's marker (made
-    /// when it has none).
-    async fn set_meta_raw(
-        &self,
-        o: &ObjRaw,
-        path: &str,
-        dir: bool,
-        kv: &[(String, String)],
-    ) -> Result<()> {
-        let ctx = |e: Error| e.with_context(self.ctx(path));
-        if !dir {
-            return o.replace_metadata(path, kv).await.map_err(ctx);
-        }
-        if path.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                self.ctx(path),
-                "the root of an object mount has no marker to carry attributes",
-            ));
-        }
-        let marker = format!("{path}/");
-        match o.replace_metadata(&marker, kv).await {
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                o.put_empty(&marker, kv).await.map_err(ctx)
-            }
-            r => r.map_err(ctx),
-        }
-    }
-
-    /// Make an empty object carrying `meta` (a FIFO, socket or device node; its type is in
-    /// the mode).
-    pub async fn put_special(&self, path: &str, meta: &PosixMeta) -> Result<()> {
-        match &self.raw {
-            Some(raw) => {
-                self.check_write(path)?;
-                raw.put_empty(path, &meta.to_user_metadata())
-                    .await
-                    .map_err(|e| e.with_context(self.ctx(path)))
-            }
-            None => self.write_with_meta(path, Bytes::new(), meta).await,
-        }
     }
 
     /// Memory mounts: move a directory and everything below it at once (None elsewhere).

@@ -12,6 +12,11 @@ use crate::storage::mount::{Entry, EntryKind, Mount, CHUNK};
 use crate::storage::path;
 use crate::storage::posix::PosixMeta;
 
+mod extras;
+mod local_path;
+
+pub use local_path::{LocalPath, LocalPathMode};
+
 /// Children copied in parallel by a tree copy.
 const COPY_PARALLEL: usize = 8;
 
@@ -20,12 +25,51 @@ const COPY_PARALLEL: usize = 8;
 pub struct AsyncNode {
     mount: Arc<Mount>,
     path: String,
+    /// A past version of the file (read-only), from [`AsyncNode::version`].
+    version: Option<Arc<str>>,
 }
 
 impl AsyncNode {
     /// A node for a normalised path on a mount.
     pub fn new(mount: Arc<Mount>, path: String) -> Self {
-        AsyncNode { mount, path }
+        AsyncNode {
+            mount,
+            path,
+            version: None,
+        }
+    }
+
+    /// Refuse a change through a node that is a past version.
+    fn check_current(&self) -> Result<()> {
+        match &self.version {
+            None => Ok(()),
+            Some(v) => Err(Error::new(
+                ErrorKind::ReadOnly,
+                self.fullpath(),
+                format!("version {v:?} is a past version: it cannot change"),
+            )),
+        }
+    }
+
+    async fn stat_required(&self) -> Result<Entry> {
+        match &self.version {
+            None => self.mount.stat_required(&self.path).await,
+            Some(v) => self.stat().await?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    self.fullpath(),
+                    format!("no version {v:?}"),
+                )
+            }),
+        }
+    }
+
+    /// The backend reader of this node (of its version, if it is one).
+    async fn open_reader(&self) -> Result<opendal::Reader> {
+        match &self.version {
+            None => self.mount.reader(&self.path).await,
+            Some(v) => self.mount.reader_version(&self.path, v).await,
+        }
     }
 
     /// The mount this node lives on.
@@ -89,7 +133,10 @@ impl AsyncNode {
 
     /// Stat: `None` when missing.
     pub async fn stat(&self) -> Result<Option<Entry>> {
-        self.mount.stat(&self.path).await
+        match &self.version {
+            None => self.mount.stat(&self.path).await,
+            Some(v) => self.mount.stat_version(&self.path, v).await,
+        }
     }
     /// Does the path exist?
     pub async fn exists(&self) -> Result<bool> {
@@ -105,15 +152,15 @@ impl AsyncNode {
     }
     /// Size in bytes; missing is NotFound.
     pub async fn size(&self) -> Result<u64> {
-        Ok(self.mount.stat_required(&self.path).await?.size)
+        Ok(self.stat_required().await?.size)
     }
     /// Last modification time; missing is NotFound.
     pub async fn mtime(&self) -> Result<SystemTime> {
-        Ok(self.mount.stat_required(&self.path).await?.mtime)
+        Ok(self.stat_required().await?.mtime)
     }
 
     async fn require_file(&self) -> Result<Entry> {
-        let e = self.mount.stat_required(&self.path).await?;
+        let e = self.stat_required().await?;
         if e.is_dir() {
             return Err(Error::is_a_directory(self.fullpath()));
         }
@@ -122,6 +169,10 @@ impl AsyncNode {
 
     /// The whole content.
     pub async fn read(&self) -> Result<Vec<u8>> {
+        if self.version.is_some() {
+            let size = self.require_file().await?.size;
+            return Ok(self.read_range(0, size).await?.to_vec());
+        }
         self.require_file().await?;
         Ok(self.mount.read_all(&self.path).await?.to_vec())
     }
@@ -138,6 +189,19 @@ impl AsyncNode {
     /// Bytes `start..end`, clamped to the file's size (past the end reads short or empty).
     pub async fn read_range(&self, start: u64, end: u64) -> Result<Bytes> {
         let size = self.require_file().await?.size;
+        if self.version.is_some() {
+            let (s, e) = (start.min(size), end.min(size));
+            if e <= s {
+                return Ok(Bytes::new());
+            }
+            return self
+                .open_reader()
+                .await?
+                .read(s..e)
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|err| Error::from_opendal(self.fullpath(), err));
+        }
         self.mount
             .read_range(&self.path, start.min(size), end.min(size))
             .await
@@ -146,7 +210,7 @@ impl AsyncNode {
     pub async fn reader(&self) -> Result<NodeReader> {
         let size = self.require_file().await?.size;
         Ok(NodeReader {
-            inner: self.mount.reader(&self.path).await?,
+            inner: self.open_reader().await?,
             size,
             ctx: self.fullpath(),
         })
@@ -206,6 +270,7 @@ impl AsyncNode {
 
     /// Write the whole content, replacing any. Takes `Vec<u8>`, `Bytes`, `String`, `&'static [u8]`.
     pub async fn write(&self, data: impl Into<Bytes>) -> Result<()> {
+        self.check_current()?;
         self.mount.check_write(&self.path)?;
         self.check_create(false).await?;
         match self.mount.write_all(&self.path, data.into()).await {
@@ -219,6 +284,7 @@ impl AsyncNode {
     }
     /// A streaming writer; the file appears when it is closed.
     pub async fn writer(&self) -> Result<NodeWriter> {
+        self.check_current()?;
         self.mount.check_write(&self.path)?;
         self.check_create(false).await?;
         let inner = if self.mount.can_stream() {
@@ -235,6 +301,7 @@ impl AsyncNode {
 
     /// Create this directory and its parents (`mkdir -p`); Ok if it already is one.
     pub async fn mkdir(&self) -> Result<()> {
+        self.check_current()?;
         self.mount.check_write(&self.path)?;
         match self.check_create(true).await? {
             Some(e) if e.is_dir() => Ok(()),
@@ -286,6 +353,7 @@ impl AsyncNode {
     /// Copy this file or directory tree to `dest` (same mount or another). Files are
     /// streamed in chunks; inside one mount a server-side copy is used where the backend has it.
     pub async fn copy(&self, dest: &AsyncNode) -> Result<()> {
+        dest.check_current()?;
         dest.mount.check_write(&dest.path)?;
         if self.same_place(dest) {
             return Err(Error::new(
@@ -294,7 +362,7 @@ impl AsyncNode {
                 "source and destination are the same",
             ));
         }
-        let e = self.mount.stat_required(&self.path).await?;
+        let e = self.stat_required().await?;
         if e.is_dir() && self.contains(dest) {
             return Err(Error::new(
                 ErrorKind::InvalidPath,
@@ -336,12 +404,13 @@ impl AsyncNode {
     ) -> Result<()> {
         dest.check_create(false).await?;
         if Arc::ptr_eq(&self.mount, &dest.mount)
+            && self.version.is_none()
             && self.mount.copy_file(&self.path, &dest.path).await?
         {
             on_bytes(size);
             return Ok(());
         }
-        let reader = self.mount.reader(&self.path).await?;
+        let reader = self.open_reader().await?;
         if !dest.mount.can_stream() {
             // one-request uploads (WebDAV): the source goes to a private temporary file
             // first, then up in one request of its mapped pages
@@ -423,11 +492,13 @@ impl AsyncNode {
         dest: &AsyncNode,
         opts: &crate::storage::copy::CopyOptions,
     ) -> Result<crate::storage::copy::CopyReport> {
+        dest.check_current()?;
         crate::storage::copy::copy_with(self, dest, opts).await
     }
 
     /// Delete this file, or this directory with everything below it. Missing is Ok.
     pub async fn delete(&self) -> Result<()> {
+        self.check_current()?;
         self.mount.check_delete(&self.path)?;
         match self.stat().await? {
             None => Ok(()),
@@ -448,6 +519,8 @@ impl AsyncNode {
     /// Move this file or tree to `dest`: a native rename inside a mount where the backend
     /// has one, otherwise copy then delete.
     pub async fn move_to(&self, dest: &AsyncNode) -> Result<()> {
+        self.check_current()?;
+        dest.check_current()?;
         self.mount.check_delete(&self.path)?;
         dest.mount.check_write(&dest.path)?;
         if self.same_place(dest) {
