@@ -162,32 +162,7 @@ async fn backup(State(s): State<AppState>, Json(req): Json<BackupRequest>) -> Re
 
 /// An HTTP date: `Thu, 26 Nov 2026 10:00:00 GMT`.
 pub fn http_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let ymd_hms = genro_storage::cli::commands::utc(t); // "YYYY-MM-DD HH:MM:SS"
-    let (date, time) = ymd_hms
-        .split_once(' ')
-        .unwrap_or(("1970-01-01", "00:00:00"));
-    let mut parts = date.split('-');
-    let (y, m, d) = (
-        parts.next().unwrap_or("1970"),
-        parts
-            .next()
-            .and_then(|m| m.parse::<usize>().ok())
-            .unwrap_or(1),
-        parts.next().unwrap_or("01"),
-    );
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {d} {} {y} {time} GMT",
-        DAYS[(secs / 86_400 % 7) as usize],
-        MONTHS[(m - 1).min(11)]
-    )
+    httpdate::fmt_http_date(t)
 }
 
 #[tokio::main]

@@ -63,9 +63,11 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuse")]
 pub mod fuse;
 pub mod logging;
 pub mod secret;
