@@ -507,6 +507,172 @@ fn stale_mount_of_a_killed_daemon_is_cleared() {
     assert!(d.stop().success());
 }
 
+/// GET `path` from `127.0.0.1:port` (HTTP/1.0, the whole answer).
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+fn metrics_served_during_a_copy(kind: Kind) {
+    let port = common::servers::free_port(0);
+    let addr = format!("127.0.0.1:{port}");
+    let mut d = Daemon::start_with(kind, &["--metrics", &addr], |c| c);
+    let src = d.dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..20 {
+        fs::write(src.join(format!("f{i}")), vec![7u8; 50_000]).unwrap();
+    }
+    // scrape while cp runs, and after
+    let mut cp = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&src)
+        .arg(d.path("tree"))
+        .spawn()
+        .unwrap();
+    let during = http_get(port, "/metrics");
+    assert!(during.starts_with("HTTP/1.0 200"), "{during}");
+    assert!(cp.wait().unwrap().success());
+    let _ = fs::read(d.path("missing"));
+    let text = http_get(port, "/metrics");
+    assert!(text.contains("application/openmetrics-text"), "{text}");
+    assert!(
+        metric(
+            &text,
+            r#"genro_storage_fuse_requests_total{mount="t",op="create"}"#
+        ) >= 20
+    );
+    assert!(
+        metric(
+            &text,
+            r#"genro_storage_fuse_requests_total{mount="t",op="write"}"#
+        ) >= 20
+    );
+    assert!(
+        metric(
+            &text,
+            r#"genro_storage_backend_requests_total{mount="t",kind="write"}"#
+        ) >= 20
+    );
+    assert!(
+        metric(
+            &text,
+            r#"genro_storage_bytes_total{mount="t",direction="written",side="fuse"}"#
+        ) >= 1_000_000
+    );
+    assert!(
+        metric(
+            &text,
+            r#"genro_storage_fuse_errors_total{mount="t",errno="ENOENT"}"#
+        ) >= 1
+    );
+    assert_eq!(metric(&text, r#"genro_storage_open_files{mount="t"}"#), 0);
+    assert_eq!(
+        metric(
+            &text,
+            r#"genro_storage_backend_requests_total{mount="other",kind="write"}"#
+        ),
+        0
+    );
+    assert!(http_get(port, "/other").starts_with("HTTP/1.0 404"));
+    assert!(d.stop().success());
+}
+
+#[test]
+fn metrics_served_during_a_copy_memory() {
+    metrics_served_during_a_copy(Kind::Memory);
+}
+
+#[test]
+fn metrics_served_during_a_copy_s3() {
+    metrics_served_during_a_copy(Kind::S3);
+}
+
+#[test]
+fn metrics_off_by_default_and_a_taken_port_fails_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("mnt")).unwrap();
+    fs::write(
+        dir.path().join("m.toml"),
+        "[[mount]]\nname = \"m\"\nprotocol = \"memory\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_genro-storage"))
+        .arg("mount")
+        .arg(dir.path().join("mnt"))
+        .arg("--config")
+        .arg(dir.path().join("m.toml"))
+        .arg("--metrics")
+        .arg(&addr)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--metrics") && err.contains(&addr), "{err}");
+    assert!(!common::is_mounted(&dir.path().join("mnt")));
+    // a bad [fuse] metrics value names its key
+    fs::write(
+        dir.path().join("m.toml"),
+        "[fuse]\nmetrics = \"nine\"\n[[mount]]\nname = \"m\"\nprotocol = \"memory\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_genro-storage"))
+        .arg("mount")
+        .arg(dir.path().join("mnt"))
+        .arg("--config")
+        .arg(dir.path().join("m.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[fuse]: key \"metrics\""), "{err}");
+}
+
+#[test]
+fn relative_mounts_are_directories_of_their_own() {
+    for kind in [Kind::Local, Kind::Memory, Kind::S3] {
+        let extra = "[[mount]]\nname = \"rel\"\nprotocol = \"relative\"\nparent = \"t\"\npath = \"2026/reports\"\n\
+                     [[mount]]\nname = \"ro\"\nprotocol = \"relative\"\nparent = \"t\"\npath = \"2026\"\npermissions = \"readonly\"\n";
+        let mut d = Daemon::start_with_toml(kind, &[], extra);
+        fs::create_dir_all(d.mnt.join("rel/q1")).unwrap();
+        fs::write(d.mnt.join("rel/q1/a.txt"), "A").unwrap();
+        assert_eq!(
+            fs::read_to_string(d.path("2026/reports/q1/a.txt")).unwrap(),
+            "A"
+        );
+        // (another mount's view of the same object: its cache may be a TTL late)
+        std::thread::sleep(Duration::from_millis(1100));
+        let ro = d.mnt.join("ro/reports/q1/a.txt");
+        assert_eq!(fs::read_to_string(&ro).unwrap(), "A", "{kind:?}");
+        let e = fs::write(d.mnt.join("ro/reports/b.txt"), "no").unwrap_err();
+        assert!(
+            matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::EACCES)),
+            "{kind:?}: {e}"
+        );
+        let names: Vec<String> = fs::read_dir(&d.mnt)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"rel".to_string()) && names.contains(&"ro".to_string()),
+            "{names:?}"
+        );
+        assert!(d.stop().success());
+    }
+}
+
 #[test]
 fn sigusr1_reports_counters_per_mount_and_failures_are_logged() {
     let d = Daemon::start(Kind::Memory);

@@ -206,6 +206,10 @@ pub struct MountArgs {
     /// Serve only the mount NAME, at the mountpoint's root (like `s3fs bucket /mnt`).
     #[arg(long, value_name = "NAME")]
     pub mount: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (such as 127.0.0.1:9464): FUSE and
+    /// backend requests by kind, bytes, errors by errno, cache hits, pending uploads.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 fn size(s: &str) -> Result<u64, String> {
@@ -236,6 +240,7 @@ impl From<MountArgs> for DaemonOptions {
             threads: a.threads,
             options: a.options,
             only: a.mount,
+            metrics: a.metrics,
         }
     }
 }

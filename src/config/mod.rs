@@ -560,6 +560,9 @@ pub struct FuseConfig {
     pub threads: Option<usize>,
     /// Extra mount options, as `-o` takes them.
     pub options: Option<Vec<String>>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (such as `"127.0.0.1:9464"`);
+    /// off when unset.
+    pub metrics: Option<String>,
 }
 
 /// A size as TOML gives it: bytes, or a string such as `"512MiB"` (see [`parse_size`]).

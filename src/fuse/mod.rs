@@ -60,6 +60,7 @@ pub mod fs;
 pub mod handles;
 pub mod inode;
 pub mod local;
+pub mod metrics;
 pub mod stats;
 
 use std::ffi::CString;
@@ -201,6 +202,8 @@ pub struct DaemonOptions {
     pub options: Vec<String>,
     /// Serve only this mount, at the mountpoint's root (`--mount NAME`, `-o mount=NAME`).
     pub only: Option<String>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (`--metrics`, `[fuse] metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// A TTL in seconds: finite and not negative.
@@ -257,6 +260,16 @@ impl DaemonOptions {
             }
         }
         self.threads = self.threads.or(f.threads);
+        if self.metrics.is_none() {
+            if let Some(a) = &f.metrics {
+                self.metrics = Some(a.parse().map_err(|_| {
+                    cfg(
+                        "metrics",
+                        format!("{a:?} is not an address such as 127.0.0.1:9464"),
+                    )
+                })?);
+            }
+        }
         if let Some(o) = &f.options {
             let mut all = o.clone();
             all.append(&mut self.options);
@@ -469,6 +482,10 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
         }
     }
     let fs = Arc::new(Fs::new(mounts, opts.fs_options())?);
+    if let Some(addr) = opts.metrics {
+        // bound before anything is mounted, so that a taken port fails the start cleanly
+        rt.block_on(metrics::serve(addr, fs.clone()))?;
+    }
     // The kernel hands every create its caller's mode with the caller's umask applied (or
     // beside it): the daemon's own umask must take nothing more away. What the daemon makes
     // for itself (staging, its marker, a log file opened before this) has explicit modes.
@@ -509,6 +526,16 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
                 _ = usr1.recv() => {
                     for line in fs.stats_report().await {
                         tracing::info!(target: "genro_storage::stats", "{line}");
+                    }
+                    for m in fs.mounts() {
+                        let kinds: Vec<String> = m
+                            .backend_requests()
+                            .snapshot()
+                            .into_iter()
+                            .filter(|(_, n)| *n > 0)
+                            .map(|(k, n)| format!("{k} {n}"))
+                            .collect();
+                        tracing::info!(target: "genro_storage::stats", "mount {}: backend requests ({})", m.name(), kinds.join(", "));
                     }
                     tracing::info!(target: "genro_storage::stats", "{}", fs.tables());
                 }

@@ -48,6 +48,8 @@ pub struct MountStats {
     pub cache_hits: AtomicU64,
     /// Attribute lookups that went to the backend.
     pub cache_misses: AtomicU64,
+    /// Errors by errno (only taken on the error path).
+    errnos: std::sync::Mutex<std::collections::BTreeMap<i32, u64>>,
 }
 
 /// Counters of every mount, by mount index.
@@ -76,6 +78,10 @@ pub struct Snapshot {
     pub cache_misses: u64,
     /// Open files with data not uploaded yet.
     pub pending_uploads: u64,
+    /// Files open through the daemon.
+    pub open_files: u64,
+    /// Errors by errno, in errno order.
+    pub errnos: Vec<(i32, u64)>,
 }
 
 impl Stats {
@@ -113,7 +119,13 @@ impl Stats {
             ctx.strip_prefix(n.as_str())
                 .is_some_and(|r| r.starts_with(':'))
         }) {
-            self.mounts[i].errors.fetch_add(1, Ordering::Relaxed);
+            let m = &self.mounts[i];
+            m.errors.fetch_add(1, Ordering::Relaxed);
+            *m.errnos
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(e.errno())
+                .or_default() += 1;
         }
     }
 
@@ -124,8 +136,9 @@ impl Stats {
         }
     }
 
-    /// Every mount's counters; `pending[m]` is its count of files waiting to be uploaded.
-    pub fn snapshot(&self, pending: &[u64]) -> Vec<Snapshot> {
+    /// Every mount's counters; `pending[m]` is its count of files waiting to be uploaded,
+    /// `open[m]` of files open.
+    pub fn snapshot(&self, pending: &[u64], open: &[u64]) -> Vec<Snapshot> {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         self.mounts
             .iter()
@@ -144,6 +157,14 @@ impl Stats {
                 cache_hits: get(&s.cache_hits),
                 cache_misses: get(&s.cache_misses),
                 pending_uploads: pending.get(i).copied().unwrap_or(0),
+                open_files: open.get(i).copied().unwrap_or(0),
+                errnos: s
+                    .errnos
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .map(|(k, v)| (*k, *v))
+                    .collect(),
             })
             .collect()
     }
@@ -158,8 +179,8 @@ impl std::fmt::Display for Snapshot {
         }
         write!(
             f,
-            "); read {} B, written {} B; {} errors; attribute cache {} hits, {} misses; {} pending uploads",
-            self.bytes_read, self.bytes_written, self.errors, self.cache_hits, self.cache_misses, self.pending_uploads
+            "); read {} B, written {} B; {} errors; attribute cache {} hits, {} misses; {} pending uploads; {} open files",
+            self.bytes_read, self.bytes_written, self.errors, self.cache_hits, self.cache_misses, self.pending_uploads, self.open_files
         )
     }
 }
@@ -178,13 +199,14 @@ mod tests {
         s.request(None, "lookup");
         s.add(1, |m| &m.bytes_read, 10);
         s.error(&Error::new(ErrorKind::NotFound, "ab:x/y", "missing"));
-        let snap = s.snapshot(&[0, 2]);
+        let snap = s.snapshot(&[0, 2], &[0, 3]);
         assert_eq!(snap[0].requests, [("lookup", 1)]);
         assert_eq!(snap[1].requests, [("read", 2)]);
         assert_eq!((snap[0].errors, snap[1].errors), (0, 1));
         assert_eq!(
             snap[1].to_string(),
-            "mount ab: 2 requests (read 2); read 10 B, written 0 B; 1 errors; attribute cache 0 hits, 0 misses; 2 pending uploads"
+            "mount ab: 2 requests (read 2); read 10 B, written 0 B; 1 errors; attribute cache 0 hits, 0 misses; 2 pending uploads; 3 open files"
         );
+        assert_eq!(snap[1].errnos, [(libc::ENOENT, 1)]);
     }
 }

@@ -99,14 +99,28 @@ impl Daemon {
     ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = adjust(mount_config(kind, "t", &dir));
-        Self::spawn(kind, dir, config, flags)
+        Self::spawn(kind, dir, config, flags, "")
     }
 
-    fn spawn(kind: Kind, dir: tempfile::TempDir, config: MountConfig, flags: &[&str]) -> Daemon {
+    /// Start with extra command-line flags and extra `[[mount]]` tables after `t` and
+    /// `other` (relative mounts over `t`).
+    pub fn start_with_toml(kind: Kind, flags: &[&str], extra_toml: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = mount_config(kind, "t", &dir);
+        Self::spawn(kind, dir, config, flags, extra_toml)
+    }
+
+    fn spawn(
+        kind: Kind,
+        dir: tempfile::TempDir,
+        config: MountConfig,
+        flags: &[&str],
+        extra_toml: &str,
+    ) -> Daemon {
         let mnt = dir.path().join("mnt");
         std::fs::create_dir_all(&mnt).unwrap();
         let cfg = dir.path().join("mounts.toml");
-        let text = toml_mount(&config) + &toml_mount(&MountConfig::memory("other"));
+        let text = toml_mount(&config) + &toml_mount(&MountConfig::memory("other")) + extra_toml;
         std::fs::write(&cfg, text).unwrap();
         // (it may hold a secret: closed to group and others, or the daemon refuses it)
         std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600))
@@ -235,7 +249,7 @@ impl Daemon {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         // the old value's drop must not unmount the new daemon's mountpoint
         self.mnt = self.dir.path().to_path_buf();
-        Self::spawn(self.kind, dir, self.config.clone(), &[])
+        Self::spawn(self.kind, dir, self.config.clone(), &[], "")
     }
 
     fn halt(&mut self) {

@@ -235,17 +235,24 @@ impl Fs {
         self.inodes.mount_of(ino)
     }
 
+    /// The mounts served, in order.
+    pub fn mounts(&self) -> &[Arc<Mount>] {
+        &self.mounts
+    }
+
     /// Every mount's counters, with the open files not uploaded yet.
     pub async fn stats_report(&self) -> Vec<Snapshot> {
         let mut pending = vec![0u64; self.mounts.len()];
+        let mut open = vec![0u64; self.mounts.len()];
         for (ino, f) in self.handles.all_open() {
             if let Some(m) = self.mount_of(ino) {
+                open[m] += 1;
                 if f.is_dirty().await {
                     pending[m] += 1;
                 }
             }
         }
-        self.stats.snapshot(&pending)
+        self.stats.snapshot(&pending, &open)
     }
 
     /// The sizes of the daemon's tables, for the SIGUSR1 report: what it holds per file it

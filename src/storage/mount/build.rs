@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{services, Operator};
 
+use super::counting::{BackendCounters, CountingLayer};
 use super::Mount;
 use crate::config::{Backend, MountConfig, DEFAULT_S3_RETRIES, DEFAULT_S3_TIMEOUT};
 use crate::error::{Error, Result};
@@ -144,8 +145,11 @@ impl Mount {
         }
         .map_err(|e| Error::from_opendal(who.clone(), e).with_context(who.clone()))?;
         let ctx = op.context().with_http_transport(http_transport());
+        let counters = Arc::new(BackendCounters::default());
+        // (inside the retry layer: every attempt is a request)
         let op = op
             .with_context(ctx)
+            .layer(CountingLayer(counters.clone()))
             .layer(
                 TimeoutLayer::new()
                     .with_timeout(timeout)
@@ -174,6 +178,7 @@ impl Mount {
             obj_raw,
             user_meta,
             relative,
+            counters,
         })
     }
 

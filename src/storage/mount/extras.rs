@@ -269,11 +269,13 @@ impl Mount {
                     "S3 cannot change the metadata of an object over 5 GiB in place",
                 ));
             }
+            self.counters.count(super::counting::Req::Metadata);
             return raw
                 .replace_metadata(path, &pairs, m.content_type())
                 .await
                 .map_err(|e| e.with_context(ctx));
         }
+        self.counters.count(super::counting::Req::Metadata);
         match &self.obj_raw {
             Some(o) => o
                 .replace_metadata(path, &pairs, &removed)

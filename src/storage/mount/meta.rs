@@ -71,6 +71,7 @@ impl Mount {
                     "the root of an S3 mount has no marker to carry attributes",
                 ));
             }
+            self.counters.count(super::counting::Req::Write);
             return raw
                 .put_empty(&format!("{path}/"), &kv)
                 .await
@@ -83,6 +84,7 @@ impl Mount {
                 "S3 cannot change the metadata of an object over 5 GiB in place",
             ));
         }
+        self.counters.count(super::counting::Req::Metadata);
         raw.replace_metadata(path, &kv, content_type.as_deref())
             .await
             .map_err(|e| e.with_context(self.ctx(path)))
@@ -99,6 +101,7 @@ impl Mount {
     ) -> Result<()> {
         let ctx = |e: Error| e.with_context(self.ctx(path));
         if !dir {
+            self.counters.count(super::counting::Req::Metadata);
             return o.replace_metadata(path, kv, &[]).await.map_err(ctx);
         }
         if path.is_empty() {
@@ -109,8 +112,10 @@ impl Mount {
             ));
         }
         let marker = format!("{path}/");
+        self.counters.count(super::counting::Req::Metadata);
         match o.replace_metadata(&marker, kv, &[]).await {
             Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.counters.count(super::counting::Req::Write);
                 o.put_empty(&marker, kv).await.map_err(ctx)
             }
             r => r.map_err(ctx),
@@ -123,6 +128,7 @@ impl Mount {
         match &self.raw {
             Some(raw) => {
                 self.check_write(path)?;
+                self.counters.count(super::counting::Req::Write);
                 raw.put_empty(path, &meta.to_user_metadata())
                     .await
                     .map_err(|e| e.with_context(self.ctx(path)))

@@ -19,6 +19,7 @@ use crate::storage::posix::PosixMeta;
 use crate::storage::s3raw::S3Raw;
 
 mod build;
+pub mod counting;
 mod extras;
 mod meta;
 
@@ -127,9 +128,17 @@ pub struct Mount {
     user_meta: bool,
     /// A relative mount: (the mount that owns the backend, the directory shown).
     relative: Option<(String, String)>,
+    /// Backend requests by kind.
+    counters: Arc<counting::BackendCounters>,
 }
 
 impl Mount {
+    /// The backend requests this mount made so far, by kind ([`counting::KINDS`]), and the
+    /// bytes they moved.
+    pub fn backend_requests(&self) -> &counting::BackendCounters {
+        &self.counters
+    }
+
     /// The mount's name.
     pub fn name(&self) -> &str {
         &self.config.name
@@ -406,6 +415,9 @@ impl Mount {
         // opendal's stat of `d/` lists rather than asking the marker, so its attributes
         // are read with our own request where there is one
         let marker = format!("{path}/");
+        if self.raw.is_some() || (self.obj_raw.is_some() && self.user_meta) {
+            self.counters.count(counting::Req::Stat);
+        }
         let raw = match (&self.raw, &self.obj_raw) {
             (Some(r), _) => Some(r.head_metadata(&marker).await),
             (None, Some(o)) if self.user_meta => Some(o.head_metadata(&marker).await),
