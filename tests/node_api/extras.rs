@@ -23,7 +23,7 @@ pub fn keeps_metadata(k: Kind) -> bool {
 /// Backends that presign URLs with the test servers' keys (fake-gcs-server takes no
 /// service-account key, so GCS signing is not tried here).
 pub fn presigns(k: Kind) -> bool {
-    matches!(k, Kind::S3)
+    matches!(k, Kind::S3 | Kind::Azblob)
 }
 
 /// The versioned bucket `.ci/run` makes on moto (`GENRO_S3_VERSIONED`).

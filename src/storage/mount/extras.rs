@@ -325,6 +325,16 @@ impl Mount {
                 .join("/");
             return Ok(Some(format!("{}/{enc}", base.trim_end_matches('/'))));
         }
+        if let Some(o) = &self.obj_raw {
+            let signed = o
+                .presign_get(path, expires)
+                .map_err(|e| e.with_context(self.ctx(path)))?;
+            if let Some(url) = signed {
+                self.check_inside(path)?;
+                self.counters.count(super::counting::Req::Presign);
+                return Ok(Some(url));
+            }
+        }
         if !self.caps.presign_read || !self.prefix_dirs() {
             return Ok(None);
         }
@@ -446,7 +456,8 @@ impl Mount {
                     base_url: Some(_),
                     ..
                 }
-            ) || (self.caps.presign_read && self.prefix_dirs()),
+            ) || (self.caps.presign_read && self.prefix_dirs())
+                || self.obj_raw.as_ref().is_some_and(|o| o.can_presign()),
             metadata: self.user_meta
                 && (self.mem.is_some() || self.raw.is_some() || self.obj_raw.is_some()),
             versions: self.has_versions(),
