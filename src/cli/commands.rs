@@ -606,7 +606,7 @@ mod tests {
 
     #[test]
     fn utc_formats_known_instants() {
-        let at = |s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let at = |s| std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
         assert_eq!(utc(at(0)), "1970-01-01 00:00:00");
         assert_eq!(utc(at(951_782_400)), "2000-02-29 00:00:00");
         assert_eq!(utc(at(1_795_685_324)), "2026-11-26 09:28:44");
