@@ -77,3 +77,47 @@ fn new_is_infallible_and_the_runtime_starts_on_first_use() {
         assert_eq!(t.join().unwrap(), "x");
     }
 }
+
+/// The blocking node has the library's breadth too: hashes, metadata, URLs, local paths,
+/// names, versions, capabilities, relative mounts.
+#[test]
+fn blocking_node_has_the_same_breadth() {
+    use genro_storage::LocalPathMode;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = StorageManager::new();
+    storage
+        .configure(vec![
+            MountConfig::memory("mem"),
+            MountConfig::local("site", dir.path()).base_url("http://localhost:8000/s"),
+            MountConfig::relative("sub", "mem", "a"),
+        ])
+        .unwrap();
+    let f = storage.node("mem:a/hello.txt").unwrap();
+    f.write_text("hello").unwrap();
+    assert_eq!(f.md5hash().unwrap(), "5d41402abc4b2a76b9719d911017c592");
+    assert!(!f.write_if_changed("hello").unwrap());
+    f.set_metadata([("k".to_string(), "v".to_string())].into())
+        .unwrap();
+    assert_eq!(f.metadata().unwrap()["k"], "v");
+    assert!(f.versions().unwrap().is_empty());
+    assert_eq!(f.url(std::time::Duration::from_secs(1)).unwrap(), None);
+    assert_eq!(
+        (f.mimetype(), f.ext(), f.dirname()),
+        ("text/plain".to_string(), "txt", "mem:a".to_string())
+    );
+    let g = f.local_path(LocalPathMode::ReadWrite).unwrap();
+    assert!(g.is_temporary());
+    std::fs::write(g.path(), "bye").unwrap();
+    g.commit().unwrap();
+    assert_eq!(
+        storage.node("sub:hello.txt").unwrap().read_text().unwrap(),
+        "bye"
+    );
+    let s = storage.node("site:x y.txt").unwrap();
+    assert_eq!(
+        s.url(std::time::Duration::from_secs(1)).unwrap().as_deref(),
+        Some("http://localhost:8000/s/x%20y.txt")
+    );
+    assert!(storage.capabilities("site").unwrap().local_path);
+    assert!(storage.capabilities("sub").unwrap().metadata);
+}

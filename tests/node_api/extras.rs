@@ -115,7 +115,8 @@ pub async fn user_metadata(k: Kind) {
     assert_eq!((e.posix.mode, e.posix.uid), (Some(0o100600), Some(1234)));
     assert_eq!(f.read().await.unwrap(), b"%PDF-1.7");
     // replaced, not merged; and kept by the backend (a fresh manager reads it)
-    f.set_metadata([("author".to_string(), "bob".to_string())].into())
+    // keys fold to lowercase, as S3 returns them
+    f.set_metadata([("Author".to_string(), "bob".to_string())].into())
         .await
         .unwrap();
     let bob: HashMap<String, String> = [("author".to_string(), "bob".to_string())].into();
@@ -140,13 +141,20 @@ pub async fn user_metadata(k: Kind) {
         Kind::Azblob => "a-b",
         _ => "a.b",
     };
-    for bad in ["Author", "mode", "a b", "", "é", odd] {
+    for bad in ["Mode", "a b", "", "é", odd] {
         let e = f
             .set_metadata([(bad.to_string(), "v".to_string())].into())
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}: {e}");
     }
+    let twice: HashMap<String, String> = [
+        ("k".to_string(), "1".to_string()),
+        ("K".to_string(), "2".to_string()),
+    ]
+    .into();
+    let e = f.set_metadata(twice).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     let e = f
         .set_metadata([("k".to_string(), "two\nlines".to_string())].into())
         .await

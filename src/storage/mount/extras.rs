@@ -216,17 +216,29 @@ impl Mount {
         map: &HashMap<String, String>,
     ) -> Result<()> {
         let ctx = self.ctx(path);
+        let rule = if self.is_azure() {
+            KeyRule::Identifier
+        } else if self.raw.is_some() {
+            KeyRule::NoUnderscore
+        } else {
+            KeyRule::Any
+        };
+        // keys are folded to lowercase, as object stores return them (S3 and GCS fold
+        // header names): `Author` is stored and read back as `author`
+        let mut folded: HashMap<String, String> = HashMap::with_capacity(map.len());
         for (k, v) in map {
-            let rule = if self.is_azure() {
-                KeyRule::Identifier
-            } else if self.raw.is_some() {
-                KeyRule::NoUnderscore
-            } else {
-                KeyRule::Any
-            };
-            check_key(&ctx, k, rule)?;
-            check_value(&ctx, k, v)?;
+            let lk = k.to_ascii_lowercase();
+            check_key(&ctx, &lk, rule)?;
+            check_value(&ctx, &lk, v)?;
+            if folded.insert(lk.clone(), v.clone()).is_some() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    ctx,
+                    format!("metadata keys that differ only in case name one key ({lk:?})"),
+                ));
+            }
         }
+        let map = &folded;
         self.check_write(path)?;
         let in_place = self.mem.is_some() || self.raw.is_some() || self.obj_raw.is_some();
         if !(self.user_meta && in_place) {

@@ -118,9 +118,11 @@ impl AsyncNode {
 
     /// Replace the file's user metadata without re-uploading it (S3: a HEAD and one
     /// CopyObject onto itself, for objects up to 5 GiB; Azure: Set Blob Metadata; GCS: one
-    /// PATCH; memory: in place). Its POSIX attributes stay. Keys must be lowercase ASCII
-    /// letters, digits, `-` or `_` and not one of the POSIX keys; values printable ASCII
-    /// (`InvalidInput` otherwise). Backends without user metadata: `Unsupported`.
+    /// PATCH; memory: in place). Its POSIX attributes stay. Keys are folded to lowercase
+    /// (object stores return them so) and must then be ASCII letters, digits, `-` or `_`
+    /// (S3: no `_`, which proxies drop; Azure: identifiers, no `-`), and not one of the
+    /// POSIX keys (`mode`, `uid`, `gid`, the times, `rdev`); values printable ASCII.
+    /// `InvalidInput` otherwise, naming the key. Backends without user metadata: `Unsupported`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -134,7 +136,8 @@ impl AsyncNode {
     /// ]).await?;
     /// let f = storage.node("mem:a.txt")?;
     /// f.write_text("x").await?;
-    /// f.set_metadata([("reviewed".into(), "yes".into())].into()).await?;
+    /// f.set_metadata([("Reviewed".into(), "yes".into())].into()).await?;
+    /// assert_eq!(f.metadata().await?["reviewed"], "yes");
     /// let bad = f.set_metadata([("Mode".into(), "x".into())].into()).await.unwrap_err();
     /// assert_eq!(bad.kind(), ErrorKind::InvalidInput);
     /// let g = storage.node("disk:a.txt")?;
