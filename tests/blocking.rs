@@ -120,4 +120,6 @@ fn blocking_node_has_the_same_breadth() {
     );
     assert!(storage.capabilities("site").unwrap().local_path);
     assert!(storage.capabilities("sub").unwrap().metadata);
+    assert!(storage.remove_mount("site") && !storage.remove_mount("site"));
+    assert!(!storage.has_mount("site") && storage.node("site:x").is_err());
 }

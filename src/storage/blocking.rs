@@ -109,6 +109,10 @@ impl StorageManager {
     pub fn capabilities(&self, name: &str) -> Result<crate::storage::mount::Capabilities> {
         self.inner.capabilities(name)
     }
+    /// Remove the mount `name` (see [`AsyncStorageManager::remove_mount`]).
+    pub fn remove_mount(&self, name: &str) -> bool {
+        self.inner.remove_mount(name)
+    }
     /// Is a mount with this name configured?
     pub fn has_mount(&self, name: &str) -> bool {
         self.inner.has_mount(name)

@@ -163,6 +163,19 @@ impl AsyncStorageManager {
         Ok(AsyncNode::new(mount, p))
     }
 
+    /// Remove the mount `name`: true when there was one. Nodes already handed out keep it
+    /// alive until they are dropped; relative mounts built over it keep its backend.
+    pub fn remove_mount(&self, name: &str) -> bool {
+        let mut table = self.mounts.write().unwrap_or_else(|e| e.into_inner());
+        match table.iter().position(|m| m.name() == name) {
+            Some(i) => {
+                table.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Is a mount with this name configured?
     pub fn has_mount(&self, name: &str) -> bool {
         self.mounts

@@ -457,7 +457,9 @@ impl Mount {
             read: true,
             write: writable,
             delete: writable && perms.can_delete(),
-            append: self.caps.write_can_append,
+            // (opendal advertises append on S3 too, for S3 Express; we append in place
+            // only on local files)
+            append: local,
             rename: self.caps.rename,
             copy: self.caps.copy,
             list: self.caps.list,
