@@ -90,11 +90,13 @@ const CASES: &[(&str, &[Need], CaseFn)] = cases!(
     no_versions[NoVersions],
     relative_mounts,
     capabilities_as_data,
+    one_request_per_small_write_and_read,
 );
 
 use extras::{
     capabilities_as_data, local_paths, md5_hashes, no_urls, no_user_metadata, no_versions,
-    presigned_urls, relative_mounts, user_metadata, versions, write_if_changed,
+    one_request_per_small_write_and_read, presigned_urls, relative_mounts, user_metadata, versions,
+    write_if_changed,
 };
 
 /// Run `f` on a fresh two-worker runtime, as `#[tokio::test(flavor = "multi_thread")]` does.

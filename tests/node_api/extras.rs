@@ -476,3 +476,34 @@ pub async fn capabilities_as_data(k: Kind) {
     let e = b.storage.capabilities("nope").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
 }
+
+pub async fn one_request_per_small_write_and_read(k: Kind) {
+    let b = backend(k).await;
+    let f = b.node("req/a.txt");
+    let c = f.mount().backend_requests();
+    let total = || c.snapshot().iter().map(|(_, n)| n).sum::<u64>();
+    let before = total();
+    f.write(vec![1u8; 4096]).await.unwrap();
+    if k.is_object() {
+        // nothing asked before the PUT
+        assert_eq!(total() - before, 1, "write: {:?}", c.snapshot());
+    }
+    let before = total();
+    assert_eq!(f.read().await.unwrap(), vec![1u8; 4096]);
+    assert_eq!(total() - before, 1, "read: {:?}", c.snapshot());
+    // what a failed read was is asked after it
+    let e = b.node("req/none").read().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let e = b.node("req").read().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::IsADirectory, "{e}");
+    let e = b.node("").write("x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::IsADirectory, "{e}");
+    // an empty file and one of several chunks read whole
+    let g = b.node("req/empty");
+    g.write(Vec::new()).await.unwrap();
+    assert!(g.read().await.unwrap().is_empty());
+    let big: Vec<u8> = (0..(5u32 << 20)).map(|i| (i % 249) as u8).collect();
+    let h = b.node("req/big");
+    h.write(big.clone()).await.unwrap();
+    assert!(h.read().await.unwrap() == big);
+}

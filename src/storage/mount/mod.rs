@@ -686,6 +686,14 @@ impl Mount {
         Ok(buf.to_bytes())
     }
 
+    /// Read the whole file in one request: a GET of the whole object, streamed (no HEAD
+    /// first; [`Mount::read_all`] asks the size to fetch large files as parallel ranges).
+    pub async fn read_whole(&self, path: &str) -> Result<Bytes> {
+        self.check_inside(path)?;
+        let buf = self.op.read(path).await.map_err(|e| self.err(path, e))?;
+        Ok(buf.to_bytes())
+    }
+
     /// A ranged reader over the file.
     pub async fn reader(&self, path: &str) -> Result<opendal::Reader> {
         self.check_inside(path)?;

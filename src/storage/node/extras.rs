@@ -213,7 +213,10 @@ impl AsyncNode {
         self.check_current()?;
         let data: Bytes = data.into();
         if let Some(e) = self.stat().await? {
-            if !e.is_dir() && e.size == data.len() as u64 {
+            if e.is_dir() {
+                return Err(Error::is_a_directory(self.fullpath()));
+            }
+            if e.size == data.len() as u64 {
                 let want = hex(&Md5::digest(&data));
                 let have = match self.mount.known_md5(&self.path, &e).await? {
                     Some(h) => h,

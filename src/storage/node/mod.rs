@@ -173,8 +173,22 @@ impl AsyncNode {
             let size = self.require_file().await?.size;
             return Ok(self.read_range(0, size).await?.to_vec());
         }
-        self.require_file().await?;
-        Ok(self.mount.read_all(&self.path).await?.to_vec())
+        // One GET, nothing asked first: whether a failure meant a directory or nothing is
+        // asked only after it.
+        match self.mount.read_whole(&self.path).await {
+            Ok(b) => Ok(b.to_vec()),
+            Err(e) => Err(self.explain_read(e).await),
+        }
+    }
+
+    /// A failed read explained: IsADirectory for a directory, NotFound for nothing, else
+    /// the error itself.
+    async fn explain_read(&self, e: Error) -> Error {
+        match self.stat().await {
+            Ok(Some(x)) if x.is_dir() => Error::is_a_directory(self.fullpath()),
+            Ok(None) => self.not_found(),
+            _ => e,
+        }
     }
     /// The whole content as UTF-8 text.
     pub async fn read_text(&self) -> Result<String> {
@@ -220,6 +234,14 @@ impl AsyncNode {
     /// and on memory no ancestor may be a file (other backends refuse that themselves or,
     /// like S3, have no such rule).
     async fn check_create(&self, as_dir: bool) -> Result<Option<Entry>> {
+        if !as_dir && self.path.is_empty() {
+            return Err(Error::is_a_directory(self.fullpath()));
+        }
+        if !as_dir && self.mount.prefix_dirs() {
+            // Object stores: a file is one request, the PUT. Whether the name is also a
+            // prefix is not asked (S3 holds `d` beside `d/…`, and stat shows the file).
+            return Ok(None);
+        }
         let existing = self.stat().await?;
         if !as_dir && matches!(&existing, Some(e) if e.is_dir()) {
             return Err(Error::is_a_directory(self.fullpath()));
