@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 
 use super::AsyncNode;
 use crate::error::{Error, Result};
-use crate::storage::mount::{Version, CHUNK};
+use crate::storage::mount::Version;
 
 fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -46,16 +46,7 @@ impl AsyncNode {
         let reader = self.open_reader().await?;
         let mut md5 = Md5::new();
         let mut off = 0u64;
-        while off < e.size {
-            let end = (off + CHUNK as u64).min(e.size);
-            let buf = reader
-                .read(off..end)
-                .await
-                .map_err(|err| Error::from_opendal(self.fullpath(), err))?;
-            if buf.is_empty() {
-                break;
-            }
-            off += buf.len() as u64;
+        while let Some(buf) = self.next_chunk(&reader, &mut off, e.size).await? {
             for chunk in buf {
                 md5.update(&chunk);
             }

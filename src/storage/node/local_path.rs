@@ -165,16 +165,7 @@ impl AsyncNode {
         if let (Some(e), LocalPathMode::Read | LocalPathMode::ReadWrite) = (&existing, mode) {
             let reader = self.open_reader().await?;
             let mut off = 0u64;
-            while off < e.size {
-                let end = (off + CHUNK as u64).min(e.size);
-                let buf = reader
-                    .read(off..end)
-                    .await
-                    .map_err(|err| Error::from_opendal(self.fullpath(), err))?;
-                if buf.is_empty() {
-                    break;
-                }
-                off += buf.len() as u64;
+            while let Some(buf) = self.next_chunk(&reader, &mut off, e.size).await? {
                 for chunk in buf {
                     f.write_all(&chunk).await.map_err(io)?;
                 }

@@ -64,6 +64,29 @@ impl AsyncNode {
         }
     }
 
+    /// The next chunk (at most [`CHUNK`] bytes) of a `size`-byte file from `*off`, which it
+    /// advances; None at the end.
+    pub(crate) async fn next_chunk(
+        &self,
+        reader: &opendal::Reader,
+        off: &mut u64,
+        size: u64,
+    ) -> Result<Option<opendal::Buffer>> {
+        if *off >= size {
+            return Ok(None);
+        }
+        let end = (*off + CHUNK as u64).min(size);
+        let buf = reader
+            .read(*off..end)
+            .await
+            .map_err(|err| Error::from_opendal(self.fullpath(), err))?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        *off += buf.len() as u64;
+        Ok(Some(buf))
+    }
+
     /// The backend reader of this node (of its version, if it is one).
     async fn open_reader(&self) -> Result<opendal::Reader> {
         match &self.version {
