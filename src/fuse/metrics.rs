@@ -168,8 +168,14 @@ pub async fn serve(addr: SocketAddr, fs: Arc<Fs>) -> Result<()> {
     tracing::info!(%addr, "metrics at http://{addr}/metrics");
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // (out of descriptors, say: wait rather than spin on the error)
+                    tracing::warn!(error = %e, "metrics: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let fs = fs.clone();
             tokio::spawn(async move {
