@@ -598,45 +598,33 @@ fn metrics_served_during_a_copy_s3() {
     metrics_served_during_a_copy(Kind::S3);
 }
 
-#[test]
-fn metrics_off_by_default_and_a_taken_port_fails_the_start() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap().to_string();
+/// `genro-storage mount` of `config` with `args`, which must fail: its stderr.
+fn mount_must_fail(config: &str, args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("mnt")).unwrap();
-    fs::write(
-        dir.path().join("m.toml"),
-        "[[mount]]\nname = \"m\"\nprotocol = \"memory\"\n",
-    )
-    .unwrap();
+    fs::write(dir.path().join("m.toml"), config).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_genro-storage"))
         .arg("mount")
         .arg(dir.path().join("mnt"))
         .arg("--config")
         .arg(dir.path().join("m.toml"))
-        .arg("--metrics")
-        .arg(&addr)
+        .args(args)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--metrics") && err.contains(&addr), "{err}");
     assert!(!common::is_mounted(&dir.path().join("mnt")));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn metrics_on_a_taken_port_or_a_bad_address_fail_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let memory = "[[mount]]\nname = \"m\"\nprotocol = \"memory\"\n";
+    let err = mount_must_fail(memory, &["--metrics", &addr]);
+    assert!(err.contains("--metrics") && err.contains(&addr), "{err}");
     // a bad [fuse] metrics value names its key
-    fs::write(
-        dir.path().join("m.toml"),
-        "[fuse]\nmetrics = \"nine\"\n[[mount]]\nname = \"m\"\nprotocol = \"memory\"\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_genro-storage"))
-        .arg("mount")
-        .arg(dir.path().join("mnt"))
-        .arg("--config")
-        .arg(dir.path().join("m.toml"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = mount_must_fail(&format!("[fuse]\nmetrics = \"nine\"\n{memory}"), &[]);
     assert!(err.contains("[fuse]: key \"metrics\""), "{err}");
 }
 
