@@ -59,7 +59,7 @@ mon data = $dir/mon
 [osd.0]
 osd data = $dir/osd0
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
 rgw data = $dir/rgw
 rgw thread pool size = 64
 EOF

@@ -908,11 +908,24 @@ fn s3_cache_ttl_trusts_own_view_until_it_expires() {
         fs::metadata(d.path("d/theirs")).unwrap_err().raw_os_error(),
         Some(libc::ENOENT)
     );
-    // An object replaced behind the daemon by a shorter one while its size is trusted: a
-    // read gets what the object holds now, not EIO.
+    // An object replaced behind the daemon while its attributes are trusted. A small one,
+    // whose lookup brought its bytes with its size in one response, is read whole as that
+    // lookup found it, and as it is now once the TTL ran out.
     d.backend_write("e/changing", b"0123456789");
     assert_eq!(fs::metadata(d.path("e/changing")).unwrap().len(), 10);
     d.backend_write("e/changing", b"abc");
+    assert_eq!(fs::read(d.path("e/changing")).unwrap(), b"0123456789");
+    // A larger one, replaced by a shorter one, is read as it is now, not EIO (the failed
+    // ranged read makes the daemon ask again).
+    let big = vec![7u8; 300 << 10];
+    d.backend_write("e/big", &big);
+    assert_eq!(
+        fs::metadata(d.path("e/big")).unwrap().len(),
+        big.len() as u64
+    );
+    d.backend_write("e/big", b"abc");
+    assert_eq!(fs::read(d.path("e/big")).unwrap(), b"abc");
+    std::thread::sleep(ttl + Duration::from_millis(500));
     assert_eq!(fs::read(d.path("e/changing")).unwrap(), b"abc");
 }
 

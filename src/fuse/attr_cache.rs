@@ -1,5 +1,6 @@
 //! The attribute cache: what a stat or a listing learned of a path, for a TTL per mount,
-//! including negative entries (the path does not exist), and the names of whole listings, so
+//! including negative entries (the path does not exist) and, within a byte budget, the first
+//! bytes of files whose lookup brought them (for their next open); and the names of whole listings, so
 //! that a lookup of a name a fresh listing lacks needs no request. Our own mutations
 //! invalidate attributes and keep listings up to date (or drop them).
 //!
@@ -17,12 +18,51 @@ use crate::fuse::inode::Target;
 /// expired set is swept, then, if still full, everything).
 const MAX_ENTRIES: usize = 200_000;
 
-/// A TTL cache of `Some(attributes)` or `None` (negative) per path.
+/// The first bytes of files held beside their attributes, at most this many bytes in all.
+pub const HEAD_BUDGET: usize = 16 << 20;
+
+/// What the cache knows of a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cached<V> {
+    /// Fresh: `Some(attributes)` or `None` (a cached absence).
+    Fresh(Option<V>),
+    /// Expired (and now forgotten): what was known, a hint of what to ask, never an answer.
+    Stale(Option<V>),
+    /// Nothing.
+    Unknown,
+}
+
+#[derive(Debug)]
+struct Slot<V> {
+    v: Option<V>,
+    exp: Instant,
+    /// A file's first bytes, fetched with its attributes by the same request.
+    head: Option<bytes::Bytes>,
+}
+
+#[derive(Debug)]
+struct Map<V> {
+    slots: BTreeMap<Target, Slot<V>>,
+    head_bytes: usize,
+}
+
+impl<V> Map<V> {
+    fn remove(&mut self, t: &Target) -> Option<Slot<V>> {
+        let s = self.slots.remove(t)?;
+        if let Some(h) = &s.head {
+            self.head_bytes -= h.len();
+        }
+        Some(s)
+    }
+}
+
+/// A TTL cache of `Some(attributes)` or `None` (negative) per path, and of the first bytes
+/// of some files (consumed by their next open), within [`HEAD_BUDGET`].
 #[derive(Debug)]
 pub struct AttrCache<V> {
     /// Positive and negative TTL, per mount index.
     ttls: Vec<(Duration, Duration)>,
-    map: Mutex<BTreeMap<Target, (Option<V>, Instant)>>,
+    map: Mutex<Map<V>>,
 }
 
 impl<V: Clone> AttrCache<V> {
@@ -35,7 +75,10 @@ impl<V: Clone> AttrCache<V> {
     pub fn per_mount(ttls: Vec<(Duration, Duration)>) -> Self {
         AttrCache {
             ttls,
-            map: Mutex::new(BTreeMap::new()),
+            map: Mutex::new(Map {
+                slots: BTreeMap::new(),
+                head_bytes: 0,
+            }),
         }
     }
 
@@ -46,13 +89,13 @@ impl<V: Clone> AttrCache<V> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Target, (Option<V>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Map<V>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Entries held (expired ones included, until they are met or evicted).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().slots.len()
     }
 
     /// Is nothing held?
@@ -60,41 +103,98 @@ impl<V: Clone> AttrCache<V> {
         self.len() == 0
     }
 
+    /// Bytes of file heads held.
+    pub fn head_bytes(&self) -> usize {
+        self.lock().head_bytes
+    }
+
     /// `Some(Some(v))` cached attributes, `Some(None)` a cached absence, `None` unknown.
     pub fn get(&self, t: &Target) -> Option<Option<V>> {
+        match self.lookup(t) {
+            Cached::Fresh(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// What is known of `t`, an expired entry included (which is forgotten).
+    pub fn lookup(&self, t: &Target) -> Cached<V> {
         let mut m = self.lock();
-        match m.get(t) {
-            Some((v, exp)) if *exp > Instant::now() => Some(v.clone()),
-            Some(_) => {
-                m.remove(t);
-                None
-            }
-            None => None,
+        match m.slots.get(t) {
+            Some(s) if s.exp > Instant::now() => Cached::Fresh(s.v.clone()),
+            Some(_) => Cached::Stale(m.remove(t).and_then(|s| s.v)),
+            None => Cached::Unknown,
         }
     }
 
     /// Remember what a stat found.
     pub fn put(&self, t: Target, v: Option<V>) {
+        self.put_with_head(t, v, None)
+    }
+
+    /// Remember what a stat found, with the file's first bytes that its request brought
+    /// (kept while the attributes are fresh and the budget allows; taken by the next open).
+    pub fn put_with_head(&self, t: Target, v: Option<V>, head: Option<bytes::Bytes>) {
         let (pos, neg) = self.ttls_of(&t);
         let ttl = if v.is_some() { pos } else { neg };
+        let mut m = self.lock();
+        m.remove(&t);
         if ttl.is_zero() {
             return;
         }
         let now = Instant::now();
-        let mut m = self.lock();
-        if m.len() >= MAX_ENTRIES {
-            m.retain(|_, (_, exp)| *exp > now);
-            if m.len() >= MAX_ENTRIES {
-                m.clear();
+        if m.slots.len() >= MAX_ENTRIES {
+            let expired: Vec<Target> = m
+                .slots
+                .iter()
+                .filter(|(_, s)| s.exp <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in expired {
+                m.remove(&k);
+            }
+            if m.slots.len() >= MAX_ENTRIES {
+                m.slots.clear();
+                m.head_bytes = 0;
             }
         }
-        m.insert(t, (v, now + ttl));
+        let head = head.filter(|h| m.head_bytes + h.len() <= HEAD_BUDGET);
+        if let Some(h) = &head {
+            m.head_bytes += h.len();
+        }
+        m.slots.insert(
+            t,
+            Slot {
+                v,
+                exp: now + ttl,
+                head,
+            },
+        );
     }
 
-    /// Change cached attributes in place (nothing when none are cached), keeping their expiry.
+    /// The first bytes of `t` kept with its fresh attributes, given once: the open that
+    /// takes them serves its first reads from them.
+    pub fn take_head(&self, t: &Target) -> Option<bytes::Bytes> {
+        let mut m = self.lock();
+        let s = m.slots.get_mut(t)?;
+        if s.exp <= Instant::now() {
+            return None;
+        }
+        let h = s.head.take()?;
+        m.head_bytes -= h.len();
+        Some(h)
+    }
+
+    /// Change cached attributes in place (nothing when none are cached), keeping their
+    /// expiry; the file's first bytes, if any are held, go (they may no longer be its own).
     pub fn update(&self, t: &Target, f: impl FnOnce(&mut V)) {
-        if let Some((Some(v), _)) = self.lock().get_mut(t) {
+        let mut m = self.lock();
+        let Some(s) = m.slots.get_mut(t) else { return };
+        let head = s.head.take();
+        if let Some(v) = &mut s.v {
             f(v);
+        }
+        if let Some(h) = head {
+            m.head_bytes -= h.len();
         }
     }
 
@@ -106,14 +206,16 @@ impl<V: Clone> AttrCache<V> {
     /// Forget a path and everything below it (rename or delete of a directory).
     pub fn invalidate_tree(&self, mount: usize, path: &str) {
         let mut m = self.lock();
-        for k in Target::subtree(&m, mount, path) {
+        for k in Target::subtree(&m.slots, mount, path) {
             m.remove(&k);
         }
     }
 
     /// Forget everything.
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut m = self.lock();
+        m.slots.clear();
+        m.head_bytes = 0;
     }
 }
 
@@ -315,6 +417,59 @@ mod tests {
         std::thread::sleep(Duration::from_millis(80));
         assert_eq!(c.get(&p("a")), None);
         assert_eq!(c.get(&p("b")), None);
+    }
+
+    #[test]
+    fn an_expired_entry_is_a_hint_once() {
+        let c = AttrCache::new(Duration::from_millis(30), Duration::from_millis(30));
+        c.put(p("a"), Some(1));
+        assert_eq!(c.lookup(&p("a")), Cached::Fresh(Some(1)));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(c.lookup(&p("a")), Cached::Stale(Some(1)));
+        assert_eq!(c.lookup(&p("a")), Cached::Unknown);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn heads_are_taken_once_and_go_with_any_change() {
+        let c = AttrCache::new(Duration::from_secs(10), Duration::from_secs(10));
+        let h = bytes::Bytes::from_static(b"abc");
+        c.put_with_head(p("a"), Some(1), Some(h.clone()));
+        assert_eq!(c.head_bytes(), 3);
+        assert_eq!(c.take_head(&p("a")), Some(h.clone()));
+        assert_eq!(c.take_head(&p("a")), None);
+        assert_eq!(c.head_bytes(), 0);
+        // a change of the attributes, a put, an invalidation: the bytes go with them
+        c.put_with_head(p("a"), Some(1), Some(h.clone()));
+        c.update(&p("a"), |v| *v = 2);
+        assert_eq!(c.take_head(&p("a")), None);
+        c.put_with_head(p("a"), Some(1), Some(h.clone()));
+        c.put(p("a"), Some(3));
+        assert_eq!(c.take_head(&p("a")), None);
+        c.put_with_head(p("d/a"), Some(1), Some(h.clone()));
+        c.invalidate_tree(0, "d");
+        assert_eq!(c.take_head(&p("d/a")), None);
+        assert_eq!(c.head_bytes(), 0);
+    }
+
+    #[test]
+    fn heads_stay_within_their_budget() {
+        let c = AttrCache::new(Duration::from_secs(10), Duration::from_secs(10));
+        let big = bytes::Bytes::from(vec![0u8; HEAD_BUDGET / 2 + 1]);
+        c.put_with_head(p("a"), Some(1), Some(big.clone()));
+        c.put_with_head(p("b"), Some(1), Some(big.clone()));
+        assert_eq!(c.head_bytes(), big.len());
+        assert_eq!(c.take_head(&p("b")), None);
+        assert_eq!(c.get(&p("b")), Some(Some(1)));
+        assert!(c.take_head(&p("a")).is_some());
+    }
+
+    #[test]
+    fn expired_heads_are_not_given() {
+        let c = AttrCache::new(Duration::from_millis(20), Duration::from_millis(20));
+        c.put_with_head(p("a"), Some(1), Some(bytes::Bytes::from_static(b"x")));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(c.take_head(&p("a")), None);
     }
 
     #[test]

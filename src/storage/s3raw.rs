@@ -4,6 +4,10 @@
 //! never re-uploaded), and a PUT of an empty object with user metadata (directory markers
 //! `d/`, which opendal's `write` refuses, and special files).
 //!
+//! A third: a ranged GET that returns its headers (user metadata, size, ETag) with the bytes,
+//! so that a lookup learns an object's attributes and its first bytes from one request
+//! (opendal's read returns no metadata).
+//!
 //! (opendal's `copy` keeps the source's metadata and has no option for new metadata; its
 //! `compose` would take three requests and an UploadPartCopy that some servers lack.)
 
@@ -31,6 +35,21 @@ const KEY: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Largest object CopyObject copies in one request.
 pub const MAX_COPY: u64 = 5 << 30;
+
+/// What a ranged first GET found.
+#[derive(Debug)]
+pub enum First {
+    /// The object: the response's headers and its first bytes.
+    Found {
+        /// The response headers (Content-Range or Content-Length, ETag, Last-Modified,
+        /// `x-amz-meta-*`).
+        headers: http::HeaderMap,
+        /// Up to the bytes asked for, from offset 0.
+        body: Bytes,
+    },
+    /// An object of no bytes (its attributes need a HEAD).
+    Empty,
+}
 
 /// What a raw request needs: where the bucket is and how to sign.
 pub struct S3Raw {
@@ -158,6 +177,75 @@ impl S3Raw {
         retrying(path, self.timeout, self.retries, || self.head_once(&url)).await
     }
 
+    /// The first `n` bytes of the object at `path` with the response's headers, from one
+    /// ranged GET: `Ok(None)` when there is no such object, `First::Empty` for an object of
+    /// no bytes (a range of an empty object is unsatisfiable: 416, without its metadata).
+    /// A server that ignores the range is read no further than `n` bytes.
+    pub async fn get_first(&self, path: &str, n: u64) -> Result<Option<First>> {
+        let key = self.key(path);
+        let url = format!("{}/{}", self.base, utf8_percent_encode(&key, KEY));
+        retrying(path, self.timeout, self.retries, || {
+            self.get_first_once(&url, n)
+        })
+        .await
+    }
+
+    async fn get_first_once(
+        &self,
+        url: &str,
+        n: u64,
+    ) -> std::result::Result<Option<First>, (Error, bool)> {
+        let bad = |m: String| (Error::new(ErrorKind::Backend, url, m), false);
+        let range = format!("bytes=0-{}", n.max(1) - 1);
+        let b = http::Request::get(url)
+            .header("x-amz-content-sha256", EMPTY_SHA256)
+            .header("range", range.as_str());
+        let (mut parts, ()) = b.body(()).map_err(|e| bad(e.to_string()))?.into_parts();
+        self.signer
+            .sign(&mut parts, None)
+            .await
+            .map_err(|e| bad(format!("cannot sign the request: {e}")))?;
+        let mut req = self.client.get(url);
+        for (k, v) in parts.headers.iter() {
+            req = req.header(k, v);
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| (Error::new(ErrorKind::Backend, url, e.to_string()), true))?;
+        let status = resp.status();
+        match status.as_u16() {
+            404 => return Ok(None),
+            416 => return Ok(Some(First::Empty)),
+            200 | 206 => {}
+            s => {
+                let kind = if s == 403 {
+                    ErrorKind::PermissionDenied
+                } else {
+                    ErrorKind::Backend
+                };
+                return Err((
+                    Error::new(kind, url, format!("S3 answered {status}")),
+                    status.is_server_error(),
+                ));
+            }
+        }
+        let headers = resp.headers().clone();
+        let mut body = bytes::BytesMut::new();
+        while (body.len() as u64) < n {
+            match resp.chunk().await {
+                Ok(Some(c)) => body.extend_from_slice(&c),
+                Ok(None) => break,
+                Err(e) => return Err((Error::new(ErrorKind::Backend, url, e.to_string()), true)),
+            }
+        }
+        body.truncate(n as usize);
+        Ok(Some(First::Found {
+            headers,
+            body: body.freeze(),
+        }))
+    }
+
     async fn head_once(
         &self,
         url: &str,
@@ -282,7 +370,12 @@ where
             Ok(Ok(v)) => return Ok(v),
             Ok(Err((e, true))) => e,
             Ok(Err((e, false))) => return Err(e.with_context(path.to_string())),
-            Err(_) => Error::new(ErrorKind::Timeout, path, "request timed out"),
+            // EIO, as opendal's timeout layer answers for the mount's other requests
+            Err(_) => Error::new(
+                ErrorKind::Backend,
+                path,
+                format!("request timed out after {timeout:?}"),
+            ),
         };
         if n >= retries {
             return Err(err);

@@ -4,6 +4,12 @@
 //! `object_ns.rs`.
 
 use super::*;
+use crate::fuse::attr_cache::Cached;
+
+/// The bytes of a file a lookup fetches with its attributes where one request brings both
+/// (S3): the kernel's first read-ahead, so that the first read of a small file, or the first
+/// window of a large one, needs no request of its own.
+const FIRST_BYTES: u64 = 128 << 10;
 
 /// An object mount's side of the core (see [`Side`]).
 pub(super) struct Object<'a> {
@@ -32,23 +38,29 @@ impl Object<'_> {
         if let Some(meta) = fs.staged(t) {
             return Ok(Some(meta));
         }
-        if let Some(v) = fs.cache.get(t) {
-            fs.stats.add(self.m, |s| &s.cache_hits, 1);
-            return Ok(v);
-        }
+        // what was known, expired: which request to send first, never the answer
+        let was_dir = match fs.cache.lookup(t) {
+            Cached::Fresh(v) => {
+                fs.stats.add(self.m, |s| &s.cache_hits, 1);
+                return Ok(v);
+            }
+            Cached::Stale(v) => v.map(|m| m.kind == FileType::Directory),
+            Cached::Unknown => None,
+        };
         let parent = self.target(path::parent(p));
         if fs.listings.has(&parent, path::basename(p)) == Some(false) {
             fs.stats.add(self.m, |s| &s.cache_hits, 1);
             return Ok(None);
         }
         fs.stats.add(self.m, |s| &s.cache_misses, 1);
-        let v = match self.mount.stat(p).await? {
-            Some(e) => Some(fs.entry_meta(t, &e)),
+        // (on S3 one ranged GET: the attributes, and a small file's bytes for its open)
+        let (v, head) = match self.mount.stat_first(p, FIRST_BYTES, was_dir).await? {
+            Some(f) => (Some(fs.entry_meta(t, &f.entry)), f.first),
             // made here, on a server that keeps no markers
-            None if fs.dirs.is_made(t) => Some(fs.dir_meta(Some(t))),
-            None => None,
+            None if fs.dirs.is_made(t) => (Some(fs.dir_meta(Some(t))), None),
+            None => (None, None),
         };
-        fs.cache.put(t.clone(), v.clone());
+        fs.cache.put_with_head(t.clone(), v.clone(), head);
         Ok(v)
     }
 
@@ -250,6 +262,14 @@ impl Object<'_> {
             new_file.then_some(&self.fs.cache_dir),
         )?;
         self.fs.inodes.open(ino);
+        if let Some(first) = self.fs.cache.take_head(t) {
+            // the bytes the lookup's request brought with the size used here
+            // (a whole file only: a larger one's later ranges would come from the object as
+            // it is then, and could mix two versions of it)
+            if !writable && !trunc && size <= FIRST_BYTES && first.len() as u64 == size {
+                h.seed(first, size);
+            }
+        }
         if trunc && size > 0 {
             if let Err(e) = h.file.truncate(Some(p), &self.fs.cache_dir, 0).await {
                 self.fs.release(ino, fh).await.ok();

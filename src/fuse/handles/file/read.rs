@@ -43,6 +43,22 @@ impl Drop for ReadAhead {
     }
 }
 
+impl FileHandle {
+    /// Serve this new handle's first reads from `first`: the file's bytes from offset 0
+    /// (all of them, or the first `first.len()`), which the request of its lookup brought
+    /// with the attributes the open used. Nothing when the open file's size is not the one
+    /// they came with (another handle changed it).
+    pub fn seed(&self, first: Bytes, size: u64) {
+        if self.file.size() != size || first.len() as u64 > size {
+            return;
+        }
+        if let Ok(mut ra) = self.readahead.try_lock() {
+            ra.start = 0;
+            ra.buf = first;
+        }
+    }
+}
+
 impl OpenFile {
     /// Read `len` bytes at `off` (short at the end of the file).
     pub async fn read(&self, path: &str, fh: &FileHandle, off: u64, len: u32) -> Result<Bytes> {
