@@ -598,6 +598,52 @@ fn metrics_served_during_a_copy_s3() {
     metrics_served_during_a_copy(Kind::S3);
 }
 
+/// On S3 a small file's lookup is one ranged GET whose body serves the open and read that
+/// follow (a HEAD, a LIST and a GET before). A name the daemon knew nothing of is asked by
+/// the GET and a LIST together (one round trip: a file, a directory or nothing); a file it
+/// knew (expired) by the GET alone.
+#[test]
+fn s3_small_file_read_is_one_request() {
+    let port = common::servers::free_port(0);
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with(Kind::S3, &["--metrics", &addr], |c| c);
+    d.backend_write("small", b"one request");
+    d.backend_write("big", &vec![3u8; 300 << 10]);
+    let requests = || {
+        let text = http_get(port, "/metrics");
+        ["stat", "read", "list"].map(|k| {
+            metric(
+                &text,
+                &format!(r#"genro_storage_backend_requests_total{{mount="t",kind="{k}"}}"#),
+            )
+        })
+    };
+    let delta = |a: [u64; 3], b: [u64; 3]| [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+    let before = requests();
+    assert_eq!(fs::read(d.path("small")).unwrap(), b"one request");
+    // [stat, read, list]
+    assert_eq!(delta(before, requests()), [0, 1, 1], "an unknown name");
+    // past the TTL: a file known before is asked by its GET alone
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = requests();
+    assert_eq!(fs::read(d.path("small")).unwrap(), b"one request");
+    assert_eq!(
+        delta(before, requests()),
+        [0, 1, 0],
+        "a known file, expired"
+    );
+    // a larger file: its lookup's bytes are not served (its later ranges could mix
+    // versions); it reads right
+    assert_eq!(fs::read(d.path("big")).unwrap(), vec![3u8; 300 << 10]);
+    // a directory and a missing name are still told apart
+    d.backend_write("dir/x", b"x");
+    assert!(fs::metadata(d.path("dir")).unwrap().is_dir());
+    assert_eq!(
+        fs::metadata(d.path("nothing")).unwrap_err().raw_os_error(),
+        Some(libc::ENOENT)
+    );
+}
+
 /// `genro-storage mount` of `config` with `args`, which must fail: its stderr.
 fn mount_must_fail(config: &str, args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
