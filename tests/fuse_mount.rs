@@ -632,6 +632,24 @@ fn s3_small_file_read_is_one_request() {
         [0, 1, 0],
         "a known file, expired"
     );
+    // a listing asks small files by a GET of their bytes: `ls -l` then `cat` costs nothing
+    // more than the listing
+    for i in 0..5 {
+        d.backend_write(&format!("l/f{i}"), format!("listed {i}").as_bytes());
+    }
+    let sizes: Vec<u64> = fs::read_dir(d.path("l"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [8; 5]);
+    let before = requests();
+    for i in 0..5 {
+        assert_eq!(
+            fs::read(d.path(&format!("l/f{i}"))).unwrap(),
+            format!("listed {i}").as_bytes()
+        );
+    }
+    assert_eq!(delta(before, requests()), [0, 0, 0], "read after a listing");
     // a larger file: its lookup's bytes are not served (its later ranges could mix
     // versions); it reads right
     assert_eq!(fs::read(d.path("big")).unwrap(), vec![3u8; 300 << 10]);

@@ -11,6 +11,11 @@ use crate::fuse::attr_cache::Cached;
 /// window of a large one, needs no request of its own.
 const FIRST_BYTES: u64 = 128 << 10;
 
+/// A listing asks S3 files of at most this size by a GET of their bytes rather than a HEAD
+/// (the same one request each; `ls -l` then `cat` or `grep -r` reads them with no more).
+/// Larger files are asked by a HEAD: a listing should not move much data.
+const LIST_FIRST_BYTES: u64 = 16 << 10;
+
 /// An object mount's side of the core (see [`Side`]).
 pub(super) struct Object<'a> {
     pub(super) fs: &'a Fs,
@@ -312,10 +317,11 @@ impl Object<'_> {
                 let started = fs.listings.begin();
                 let mut names = HashSet::new();
                 let mut out = Vec::new();
-                for (name, e) in self.mount.list(p).await? {
+                for (name, f) in self.mount.list_first(p, LIST_FIRST_BYTES).await? {
                     let ct = self.target(&path::join(p, &name));
-                    let meta = fs.entry_meta(&ct, &e);
-                    fs.cache.put(ct.clone(), Some(meta.clone()));
+                    let meta = fs.entry_meta(&ct, &f.entry);
+                    fs.cache
+                        .put_with_head(ct.clone(), Some(meta.clone()), f.first);
                     names.insert(name.clone());
                     out.push(DirEntry {
                         name,

@@ -77,7 +77,7 @@ impl Mount {
 
     /// The entry that a first GET's headers describe, with its bytes; an object of no bytes
     /// (whose ranged GET carries no metadata) is asked by a HEAD.
-    async fn first_found(&self, path: &str, f: First) -> Result<Option<Found>> {
+    pub(super) async fn first_found(&self, path: &str, f: First) -> Result<Option<Found>> {
         let (headers, body) = match f {
             First::Found { headers, body } => (headers, body),
             First::Empty => return Ok(self.stat_prefixed(path).await?.map(Found::plain)),

@@ -3,6 +3,7 @@
 //! that brings a small file's first bytes with its attributes is in `first.rs`.
 
 use super::*;
+use crate::storage::mount::first::Found;
 
 impl Mount {
     /// Stat a normalised path: `Ok(None)` when it does not exist.
@@ -168,6 +169,17 @@ impl Mount {
     /// The children of a directory, by name (the directory itself filtered out; on S3 a name
     /// that is both an object and a prefix shows once, as the file).
     pub async fn list(&self, path: &str) -> Result<Vec<(String, Entry)>> {
+        Ok(self
+            .list_first(path, 0)
+            .await?
+            .into_iter()
+            .map(|(n, f)| (n, f.entry))
+            .collect())
+    }
+
+    /// [`Mount::list`], where each S3 file of 1 to `first` bytes is asked by a GET of its
+    /// bytes instead of a HEAD (the same one request, whose body serves the file's next open).
+    pub async fn list_first(&self, path: &str, first: u64) -> Result<Vec<(String, Found)>> {
         self.check_inside(path)?;
         let dir = if path.is_empty() {
             "/".to_string()
@@ -177,7 +189,7 @@ impl Mount {
         let lister = self.op.lister(&dir).await.map_err(|e| self.err(path, e))?;
         let entries: Vec<opendal::Entry> =
             lister.try_collect().await.map_err(|e| self.err(path, e))?;
-        let mut out: Vec<(String, Entry)> = Vec::with_capacity(entries.len());
+        let mut out: Vec<(String, Found)> = Vec::with_capacity(entries.len());
         let mut need_stat = Vec::new();
         for e in entries {
             let p = e.path().trim_start_matches('/');
@@ -200,19 +212,40 @@ impl Mount {
             {
                 need_stat.push(out.len());
             }
-            out.push((name, entry));
+            out.push((name, Found { entry, first: None }));
         }
         if !need_stat.is_empty() {
-            let stats: Vec<(usize, Option<Entry>)> =
+            let stats: Vec<(usize, Option<Found>)> =
                 futures::stream::iter(need_stat.into_iter().map(|i| {
                     let p = path::join(path, &out[i].0);
-                    let dir = out[i].1.is_dir();
+                    let dir = out[i].1.entry.is_dir();
+                    let size = out[i].1.entry.size;
                     async move {
                         if dir && self.prefix_dirs() {
-                            return Ok((i, Some(self.marker_entry(&p).await)));
+                            let e = self.marker_entry(&p).await;
+                            return Ok((
+                                i,
+                                Some(Found {
+                                    entry: e,
+                                    first: None,
+                                }),
+                            ));
+                        }
+                        if let (Some(raw), true) = (&self.raw, size > 0 && size <= first) {
+                            self.counters.count(counting::Req::Read);
+                            return match raw.get_first(&p, first).await? {
+                                Some(f) => Ok((i, self.first_found(&p, f).await?)),
+                                None => Ok((i, None)),
+                            };
                         }
                         match self.op.stat(&p).await {
-                            Ok(m) => Ok((i, Some(self.entry_of(&m)))),
+                            Ok(m) => Ok((
+                                i,
+                                Some(Found {
+                                    entry: self.entry_of(&m),
+                                    first: None,
+                                }),
+                            )),
                             // removed since the listing
                             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok((i, None)),
                             Err(e) => Err(self.err(&p, e)),
@@ -225,7 +258,7 @@ impl Mount {
             let mut gone = Vec::new();
             for (i, e) in stats {
                 match e {
-                    Some(e) if !(e.is_dir() ^ out[i].1.is_dir()) => out[i].1 = e,
+                    Some(e) if !(e.entry.is_dir() ^ out[i].1.entry.is_dir()) => out[i].1 = e,
                     Some(_) => {}
                     None => gone.push(i),
                 }
@@ -237,7 +270,10 @@ impl Mount {
         }
         if self.prefix_dirs() {
             // a name that is both an object and a prefix shows once, as the file (as stat does)
-            out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.is_dir().cmp(&b.1.is_dir())));
+            out.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then(a.1.entry.is_dir().cmp(&b.1.entry.is_dir()))
+            });
             out.dedup_by(|later, first| later.0 == first.0);
         }
         Ok(out)
