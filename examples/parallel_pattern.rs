@@ -2,7 +2,9 @@
 //! once (`join_all`), then N reads at once, timed, with the backend requests they cost.
 //!
 //! `cargo run --release --example parallel_pattern -- ENDPOINT BUCKET PREFIX N`
-//! (`CONC=k` keeps at most k operations in flight; default: all N at once, as `join_all`)
+//! (`CONC=k` keeps at most k operations in flight; default: all N at once, as `join_all`;
+//! `MAX_IN_FLIGHT=m` sets the mount's `max_in_flight`, default 64; `KEY`/`SECRET` the keys,
+//! default bench/bench-secret)
 
 use std::time::Instant;
 
@@ -16,14 +18,17 @@ async fn main() -> genro_storage::Result<()> {
         std::process::exit(2);
     };
     let n: usize = n.parse().expect("N");
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let mut config = MountConfig::s3("s3", bucket)
+        .endpoint_url(endpoint)
+        .access_key(env("KEY", "bench"))
+        .secret_key(env("SECRET", "bench-secret"))
+        .prefix(prefix);
+    if let Ok(m) = std::env::var("MAX_IN_FLIGHT") {
+        config = config.max_in_flight(m.parse().expect("MAX_IN_FLIGHT"));
+    }
     let storage = AsyncStorageManager::new();
-    storage
-        .configure(vec![MountConfig::s3("s3", bucket)
-            .endpoint_url(endpoint)
-            .access_key("bench")
-            .secret_key("bench-secret")
-            .prefix(prefix)])
-        .await?;
+    storage.configure(vec![config]).await?;
     let nodes: Vec<_> = (0..n)
         .map(|i| storage.node(&format!("s3:f{i}.txt")))
         .collect::<genro_storage::Result<_>>()?;

@@ -83,6 +83,14 @@ fn malformed_configs_are_refused_with_one_line_naming_the_culprit() {
             "m.toml:5: mount \"m\": key \"retries\"",
         ),
         (
+            format!("{m}protocol = \"s3\"\nbucket = \"b\"\nmax_in_flight = 0\n"),
+            "m.toml:5: mount \"m\": key \"max_in_flight\": expected a whole number from 1 to 4096, found 0",
+        ),
+        (
+            format!("{m}protocol = \"memory\"\nmax_in_flight = 8\n"),
+            "key \"max_in_flight\": unknown key for protocol memory",
+        ),
+        (
             format!("{m}protocol = \"s3\"\nbucket = \"b\"\ntimeout = \"1s\"\n"),
             "key \"timeout\": expected seconds",
         ),

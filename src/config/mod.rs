@@ -101,6 +101,12 @@ pub enum Backend {
         /// saves requests when this daemon is the bucket's only writer; changes made by
         /// others show up only once it ran out.
         cache_ttl: Option<Duration>,
+        /// The library's whole-object reads and writes (`read`, `write`, `read_text`, …)
+        /// in flight at once on this mount (default 64): 200 small writes at once go 64 at
+        /// a time. Ranged and streamed transfers, copies and the daemon are not counted. A server that serves one request at a time (moto) is slower
+        /// with hundreds of connections open than with a few; raise it for servers that
+        /// take more.
+        max_in_flight: usize,
     },
     /// A service opendal speaks, configured by its own keys: SFTP, WebDAV, Azure Blob, GCS,
     /// FTP, HTTP (read-only).
@@ -122,6 +128,8 @@ pub enum Backend {
 pub const DEFAULT_S3_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default number of retries of a failed S3 request.
 pub const DEFAULT_S3_RETRIES: usize = 3;
+/// Default number of whole-object reads and writes in flight on one S3 mount.
+pub const DEFAULT_S3_IN_FLIGHT: usize = 64;
 
 impl Backend {
     /// The config spelling of the protocol.
@@ -228,6 +236,7 @@ impl MountConfig {
                 timeout: DEFAULT_S3_TIMEOUT,
                 retries: DEFAULT_S3_RETRIES,
                 cache_ttl: None,
+                max_in_flight: DEFAULT_S3_IN_FLIGHT,
             },
         )
     }
@@ -372,6 +381,13 @@ impl MountConfig {
             Backend::S3 { retries, .. } => *retries = v,
             Backend::Service(s) => s.retries = v,
             _ => {}
+        }
+        self
+    }
+    /// S3: whole-object reads and writes in flight at once (see `max_in_flight`).
+    pub fn max_in_flight(mut self, v: usize) -> Self {
+        if let Backend::S3 { max_in_flight, .. } = &mut self.backend {
+            *max_in_flight = v;
         }
         self
     }
@@ -622,6 +638,7 @@ const S3_KEYS: &[&str] = &[
     "timeout",
     "retries",
     "cache_ttl",
+    "max_in_flight",
 ];
 
 impl Config {

@@ -394,6 +394,16 @@ pub(super) fn parse_mount(
                 timeout,
                 retries,
                 cache_ttl,
+                max_in_flight: match t.get("max_in_flight") {
+                    None => DEFAULT_S3_IN_FLIGHT,
+                    Some(Value::Integer(i)) if (1..=4096).contains(i) => *i as usize,
+                    Some(v) => {
+                        return Err(Error::config(
+                            who("max_in_flight"),
+                            format!("expected a whole number from 1 to 4096, found {v}"),
+                        ))
+                    }
+                },
             }
         }
     };

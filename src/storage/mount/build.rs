@@ -168,7 +168,14 @@ impl Mount {
                 Backend::Service(s) => s.keeps_user_metadata(),
                 _ => true,
             };
+        let in_flight = match &config.backend {
+            Backend::S3 { max_in_flight, .. } => {
+                Some(Arc::new(tokio::sync::Semaphore::new(*max_in_flight)))
+            }
+            _ => None,
+        };
         Ok(Mount {
+            in_flight,
             config,
             op,
             caps,

@@ -133,6 +133,9 @@ pub struct Mount {
     relative: Option<(String, String)>,
     /// Backend requests by kind.
     counters: Arc<counting::BackendCounters>,
+    /// S3: whole-object reads and writes in flight at once (`max_in_flight`). Taken only
+    /// around one self-contained request, never while another is awaited: no deadlock.
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Mount {
@@ -460,6 +463,7 @@ impl Mount {
     /// first; [`Mount::read_all`] asks the size to fetch large files as parallel ranges).
     pub async fn read_whole(&self, path: &str) -> Result<Bytes> {
         self.check_inside(path)?;
+        let _permit = self.in_flight().await;
         let buf = self.op.read(path).await.map_err(|e| self.err(path, e))?;
         Ok(buf.to_bytes())
     }
@@ -489,7 +493,15 @@ impl Mount {
         if !meta.is_empty() && self.user_meta {
             w = w.user_metadata(meta.to_user_metadata());
         }
+        let _permit = self.in_flight().await;
         w.await.map(|_| ()).map_err(|e| self.err(path, e))
+    }
+
+    /// A place among the whole-object requests in flight (S3's `max_in_flight`).
+    async fn in_flight(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let s = self.in_flight.as_ref()?;
+        // (never closed)
+        s.clone().acquire_owned().await.ok()
     }
 
     /// Memory mounts: store the memory file `file` (its first `len` bytes) as `path`
