@@ -195,40 +195,15 @@ impl S3Raw {
         url: &str,
         n: u64,
     ) -> std::result::Result<Option<First>, (Error, bool)> {
-        let bad = |m: String| (Error::new(ErrorKind::Backend, url, m), false);
         let range = format!("bytes=0-{}", n.max(1) - 1);
-        let b = http::Request::get(url)
-            .header("x-amz-content-sha256", EMPTY_SHA256)
-            .header("range", range.as_str());
-        let (mut parts, ()) = b.body(()).map_err(|e| bad(e.to_string()))?.into_parts();
-        self.signer
-            .sign(&mut parts, None)
-            .await
-            .map_err(|e| bad(format!("cannot sign the request: {e}")))?;
-        let mut req = self.client.get(url);
-        for (k, v) in parts.headers.iter() {
-            req = req.header(k, v);
-        }
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| (Error::new(ErrorKind::Backend, url, e.to_string()), true))?;
+        let b = http::Request::get(url).header("range", range.as_str());
+        let mut resp = self.signed(url, b).await?;
         let status = resp.status();
         match status.as_u16() {
             404 => return Ok(None),
             416 => return Ok(Some(First::Empty)),
             200 | 206 => {}
-            s => {
-                let kind = if s == 403 {
-                    ErrorKind::PermissionDenied
-                } else {
-                    ErrorKind::Backend
-                };
-                return Err((
-                    Error::new(kind, url, format!("S3 answered {status}")),
-                    status.is_server_error(),
-                ));
-            }
+            _ => return Err(refused(url, status)),
         }
         let headers = resp.headers().clone();
         let mut body = bytes::BytesMut::new();
@@ -250,37 +225,37 @@ impl S3Raw {
         &self,
         url: &str,
     ) -> std::result::Result<Option<Vec<(String, String)>>, (Error, bool)> {
-        let bad = |m: String| (Error::new(ErrorKind::Backend, url, m), false);
-        let b = http::Request::head(url).header("x-amz-content-sha256", EMPTY_SHA256);
-        let (mut parts, ()) = b.body(()).map_err(|e| bad(e.to_string()))?.into_parts();
-        self.signer
-            .sign(&mut parts, None)
-            .await
-            .map_err(|e| bad(format!("cannot sign the request: {e}")))?;
-        let mut req = self.client.head(url);
-        for (k, v) in parts.headers.iter() {
-            req = req.header(k, v);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| (Error::new(ErrorKind::Backend, url, e.to_string()), true))?;
+        let resp = self.signed(url, http::Request::head(url)).await?;
         let status = resp.status();
         if status.as_u16() == 404 {
             return Ok(None);
         }
         if !status.is_success() {
-            let kind = if status.as_u16() == 403 {
-                ErrorKind::PermissionDenied
-            } else {
-                ErrorKind::Backend
-            };
-            return Err((
-                Error::new(kind, url, format!("S3 answered {status}")),
-                status.is_server_error(),
-            ));
+            return Err(refused(url, status));
         }
         Ok(Some(prefixed_headers(resp.headers(), "x-amz-meta-")))
+    }
+
+    /// Sign and send a request without a body (`b`'s method and headers, to `url`).
+    async fn signed(
+        &self,
+        url: &str,
+        b: http::request::Builder,
+    ) -> std::result::Result<reqwest::Response, (Error, bool)> {
+        let bad = |m: String| (Error::new(ErrorKind::Backend, url, m), false);
+        let b = b.header("x-amz-content-sha256", EMPTY_SHA256);
+        let (mut parts, ()) = b.body(()).map_err(|e| bad(e.to_string()))?.into_parts();
+        self.signer
+            .sign(&mut parts, None)
+            .await
+            .map_err(|e| bad(format!("cannot sign the request: {e}")))?;
+        let mut req = self.client.request(parts.method.clone(), url);
+        for (k, v) in parts.headers.iter() {
+            req = req.header(k, v);
+        }
+        req.send()
+            .await
+            .map_err(|e| (Error::new(ErrorKind::Backend, url, e.to_string()), true))
     }
 
     async fn send(
@@ -349,6 +324,20 @@ impl S3Raw {
             retry,
         ))
     }
+}
+
+/// A refusal by status: 403 is PermissionDenied, anything else Backend; a server error is
+/// worth retrying.
+fn refused(url: &str, status: http::StatusCode) -> (Error, bool) {
+    let kind = if status.as_u16() == 403 {
+        ErrorKind::PermissionDenied
+    } else {
+        ErrorKind::Backend
+    };
+    (
+        Error::new(kind, url, format!("S3 answered {status}")),
+        status.is_server_error(),
+    )
 }
 
 /// One raw request with retries: `attempt` is called again while it fails with a retryable
