@@ -632,6 +632,24 @@ fn s3_small_file_read_is_one_request() {
         [0, 1, 0],
         "a known file, expired"
     );
+    // an empty file: its ranged GET is refused (416) without metadata, so a HEAD follows;
+    // known and expired, the HEAD alone
+    d.backend_write("empty", b"");
+    let before = requests();
+    assert_eq!(fs::read(d.path("empty")).unwrap(), b"");
+    assert_eq!(
+        delta(before, requests()),
+        [1, 1, 1],
+        "an unknown empty file"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = requests();
+    assert_eq!(fs::metadata(d.path("empty")).unwrap().len(), 0);
+    assert_eq!(
+        delta(before, requests()),
+        [1, 0, 0],
+        "a known empty file, expired"
+    );
     // a listing asks small files by a GET of their bytes: `ls -l` then `cat` costs nothing
     // more than the listing
     for i in 0..5 {

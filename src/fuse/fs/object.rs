@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::fuse::attr_cache::Cached;
+use crate::storage::mount::Was;
 
 /// The bytes of a file a lookup fetches with its attributes where one request brings both
 /// (S3): the kernel's first read-ahead, so that the first read of a small file, or the first
@@ -44,13 +45,15 @@ impl Object<'_> {
             return Ok(Some(meta));
         }
         // what was known, expired: which request to send first, never the answer
-        let was_dir = match fs.cache.lookup(t) {
+        let was = match fs.cache.lookup(t) {
             Cached::Fresh(v) => {
                 fs.stats.add(self.m, |s| &s.cache_hits, 1);
                 return Ok(v);
             }
-            Cached::Stale(v) => v.map(|m| m.kind == FileType::Directory),
-            Cached::Unknown => None,
+            Cached::Stale(Some(m)) if m.kind == FileType::Directory => Was::Dir,
+            Cached::Stale(Some(m)) if m.size == 0 => Was::Empty,
+            Cached::Stale(Some(_)) => Was::File,
+            Cached::Stale(None) | Cached::Unknown => Was::Unknown,
         };
         let parent = self.target(path::parent(p));
         if fs.listings.has(&parent, path::basename(p)) == Some(false) {
@@ -59,7 +62,7 @@ impl Object<'_> {
         }
         fs.stats.add(self.m, |s| &s.cache_misses, 1);
         // (on S3 one ranged GET: the attributes, and a small file's bytes for its open)
-        let (v, head) = match self.mount.stat_first(p, FIRST_BYTES, was_dir).await? {
+        let (v, head) = match self.mount.stat_first(p, FIRST_BYTES, was).await? {
             Some(f) => (Some(fs.entry_meta(t, &f.entry)), f.first),
             // made here, on a server that keeps no markers
             None if fs.dirs.is_made(t) => (Some(fs.dir_meta(Some(t))), None),

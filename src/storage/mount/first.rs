@@ -21,28 +21,40 @@ impl Found {
     }
 }
 
+/// What was known of a path before (an expired attribute): which request to send first,
+/// never the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Was {
+    /// Nothing.
+    Unknown,
+    /// A directory.
+    Dir,
+    /// A file of no bytes (a ranged GET of one is refused without its metadata).
+    Empty,
+    /// A file with bytes.
+    File,
+}
+
 impl Mount {
     /// Stat `path` and, on S3, take the first `n` bytes of a file from the same request: a
-    /// ranged GET instead of a HEAD. `was_dir` is what was known of the path before (an
-    /// expired attribute): a known file is asked by the GET alone and the prefix only when
-    /// the GET finds nothing; a known directory as [`Mount::stat`] asks; an unknown name by
-    /// the GET and the LIST together (one round trip). Elsewhere this is [`Mount::stat`].
-    pub async fn stat_first(
-        &self,
-        path: &str,
-        n: u64,
-        was_dir: Option<bool>,
-    ) -> Result<Option<Found>> {
+    /// ranged GET instead of a HEAD. `was` picks the request: a known file is asked by the
+    /// GET alone and the prefix only when the GET finds nothing; a known empty file by a
+    /// HEAD alone; a known directory as [`Mount::stat`] asks; an unknown name by the GET and the LIST together (one
+    /// round trip). Elsewhere this is [`Mount::stat`].
+    pub async fn stat_first(&self, path: &str, n: u64, was: Was) -> Result<Option<Found>> {
         let raw = match &self.raw {
-            Some(r) if self.prefix_dirs() && !path.is_empty() && was_dir != Some(true) => r,
+            Some(r) if self.prefix_dirs() && !path.is_empty() && was != Was::Dir => r,
             _ => return Ok(self.stat(path).await?.map(Found::plain)),
         };
+        if was == Was::Empty {
+            return self.first_found(path, First::Empty).await;
+        }
         self.check_inside(path)?;
         let get = async {
             self.counters.count(counting::Req::Read);
             raw.get_first(path, n).await
         };
-        if was_dir == Some(false) {
+        if was == Was::File {
             return match get.await? {
                 Some(f) => self.first_found(path, f).await,
                 None if self.prefix_exists(path).await? => {
@@ -76,11 +88,21 @@ impl Mount {
     }
 
     /// The entry that a first GET's headers describe, with its bytes; an object of no bytes
-    /// (whose ranged GET carries no metadata) is asked by a HEAD.
+    /// (whose ranged GET carries no metadata) is asked by a HEAD: it exists, and a file
+    /// wins over a prefix of its name, so no LIST.
     pub(super) async fn first_found(&self, path: &str, f: First) -> Result<Option<Found>> {
         let (headers, body) = match f {
             First::Found { headers, body } => (headers, body),
-            First::Empty => return Ok(self.stat_prefixed(path).await?.map(Found::plain)),
+            First::Empty => {
+                return match self.op.stat(path).await {
+                    Ok(m) => Ok(Some(Found::plain(self.entry_of(&m)))),
+                    // gone since: ask as stat does
+                    Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+                        Ok(self.stat_prefixed(path).await?.map(Found::plain))
+                    }
+                    Err(e) => Err(self.err(path, e)),
+                };
+            }
         };
         self.counters
             .bytes_read

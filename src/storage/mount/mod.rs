@@ -26,7 +26,7 @@ mod meta;
 mod stat;
 
 pub use extras::{Capabilities, Version};
-pub use first::Found;
+pub use first::{Found, Was};
 
 /// Size of the chunks used to stream and to upload (S3 multipart part size).
 pub const CHUNK: usize = 8 << 20;
