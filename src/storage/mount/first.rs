@@ -37,19 +37,22 @@ pub enum Was {
 
 impl Mount {
     /// Stat `path` and, on S3, take the first `n` bytes of a file from the same request: a
-    /// ranged GET instead of a HEAD. `was` picks the request: a known file is asked by the
-    /// GET alone and the prefix only when the GET finds nothing; a known empty file by a
-    /// HEAD alone; a known directory as [`Mount::stat`] asks; an unknown name by the GET and the LIST together (one
-    /// round trip). Elsewhere this is [`Mount::stat`].
+    /// ranged GET instead of a HEAD. `was` picks the request:
+    /// - a known file: the GET alone, and the prefix only when the GET finds nothing;
+    /// - a known empty file: a HEAD alone;
+    /// - a known directory: as [`Mount::stat`] asks;
+    /// - an unknown name: the GET and the LIST together (one round trip).
+    ///
+    /// Elsewhere this is [`Mount::stat`].
     pub async fn stat_first(&self, path: &str, n: u64, was: Was) -> Result<Option<Found>> {
         let raw = match &self.raw {
             Some(r) if self.prefix_dirs() && !path.is_empty() && was != Was::Dir => r,
             _ => return Ok(self.stat(path).await?.map(Found::plain)),
         };
+        self.check_inside(path)?;
         if was == Was::Empty {
             return self.first_found(path, First::Empty).await;
         }
-        self.check_inside(path)?;
         let get = async {
             self.counters.count(counting::Req::Read);
             raw.get_first(path, n).await
