@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import drop_caches, wait_mounted
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/genro-storage")
 S3_SERVER = os.path.join(ROOT, "target/release/examples/s3_server")
@@ -31,25 +33,6 @@ ENV_NO_CA = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
-
-
-def drop_caches():
-    subprocess.run(["sync"])
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    except OSError:
-        pass
-
-
-def wait_mounted(path, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        with open("/proc/self/mountinfo") as f:
-            if any(l.split(" ")[4] == path for l in f):
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"{path} did not mount")
 
 
 def umount(path):

@@ -11,6 +11,8 @@ requests each side sent, counted in moto's request log.
 """
 import argparse, json, os, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
+from benchlib import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 
@@ -44,14 +46,6 @@ t = time.perf_counter()
 s.node("local:").copy_to(s.node(f"s3:{prefix}"))
 print(time.perf_counter() - t)
 '''
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def log_lines(path):

@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import drop_caches, free_port, wait_mounted
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/genro-storage")
 ENV = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
@@ -30,14 +32,6 @@ ENV = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def wait_port(port, timeout=20):
@@ -49,22 +43,6 @@ def wait_port(port, timeout=20):
         except OSError:
             time.sleep(0.05)
     raise SystemExit(f"nothing listens on {port}")
-
-
-def wait_mounted(path, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        with open("/proc/self/mountinfo") as f:
-            if any(l.split(" ")[4] == path for l in f):
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"{path} did not mount")
-
-
-def drop_caches():
-    subprocess.run(["sync"])
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
 
 
 def wait_on_server(paths_sizes, timeout=600):

@@ -12,7 +12,9 @@ we are faster) and the requests each phase sent per file, counted in moto's requ
 
 Needs root, /dev/fuse, moto_server and s3fs (apt-get install s3fs fuse3).
 """
-import argparse, json, os, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, statistics, subprocess, sys, tempfile, time, urllib.request
+
+from benchlib import drop_caches, free_port, wait_mounted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "genro-storage")
@@ -21,36 +23,11 @@ ENV = {k: v for k, v in os.environ.items()
 ENV["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def requests_in(log):
     if log is None:
         return 0
     with open(log, "rb") as f:
         return sum(1 for l in f if b'HTTP/1.1" ' in l)
-
-
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-
-
-def wait_mounted(d, proc=None, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        if os.path.ismount(d):
-            return
-        if proc is not None and proc.poll() is not None:
-            sys.exit(f"mount of {d} exited with {proc.returncode}")
-        time.sleep(0.1)
-    sys.exit(f"{d} not mounted after {timeout} s")
 
 
 def phases(d, n, log, block):
@@ -139,7 +116,7 @@ def main():
                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "daemon.log"), "wb"),
                              start_new_session=True)
         procs.append(d)
-        wait_mounted(g, d)
+        wait_mounted(g, proc=d)
         mounts.append(g)
         sf = os.path.join(work, "s3fs")
         os.makedirs(sf)
