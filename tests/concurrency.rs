@@ -45,9 +45,10 @@ fn rewrite_and_read_back_s3() {
     rewrite_and_read_back(Kind::S3, 60)
 }
 
-/// 16 threads each rewrite their own file (open with O_TRUNC, write, close) and read it back
-/// at once. Regression: the late release of the previous handle uploaded the file just
-/// truncated by the next open, and for up to the TTL it read back empty.
+/// 16 threads each rewrite their own file (open with O_TRUNC, write, close), stat it and read
+/// it back at once. Regressions: the late release of the previous handle uploaded the file
+/// just truncated by the next open, and for up to the TTL it read back empty; on memory
+/// mounts (passthrough) an O_TRUNC open trusted a cached size of 0 and kept the old tail.
 fn rewrite_and_read_back(kind: Kind, cycles: usize) {
     let cycles = scaled(cycles);
     let d = Daemon::start(kind);
@@ -62,6 +63,14 @@ fn rewrite_and_read_back(kind: Kind, cycles: usize) {
                     if n % 3 == 0 {
                         fs::write(&p, &data).unwrap();
                     }
+                    // the size after close is the one written (regression: on memory mounts
+                    // an earlier upload's size, put late, stood for a TTL)
+                    let len = fs::metadata(&p).unwrap().len();
+                    assert_eq!(
+                        len,
+                        data.len() as u64,
+                        "{kind:?} worker {w} cycle {n}: stat"
+                    );
                     let got = fs::read(&p).unwrap();
                     assert!(
                         got == data.as_bytes(),

@@ -233,6 +233,14 @@ impl Fs {
     pub async fn release(&self, ino: u64, fh: u64) -> Result<bool> {
         let h = self.handles.file(fh)?;
         let stale = h.writable && h.file.is_passthrough();
+        if h.writable && h.file.is_direct() {
+            // the kernel wrote it itself, through write(2) or a shared mapping: what changed
+            // is taken in now (see `OpenFile::absorb`)
+            if let Some((_, p)) = self.open_path(ino) {
+                h.file.verify_direct(&p).await;
+            }
+            h.pending.store(true, Ordering::Release);
+        }
         // A handle uploads only its own writes since its last flush (writes through mmap
         // arrive after close): it must not upload another handle's half-written state (a
         // file just truncated by an open with O_TRUNC would reach the backend empty).
@@ -241,7 +249,14 @@ impl Fs {
         } else {
             Ok(())
         };
-        self.handles.release(fh);
+        let last = self.handles.release(fh).is_some_and(|(_, last)| last);
+        if let (true, true, Some((m, p))) = (last, h.file.is_direct(), self.open_path(ino)) {
+            // A memory file's last release: the attributes the uploads of its handles put
+            // (outside the file's lock, so in any order) are dropped, and the next lookup
+            // asks the store, which costs no request. (Every other handle's release, and
+            // every flush, has ended by now; a new open file of the inode is asked first.)
+            self.cache.invalidate(&Target::Path(m, p));
+        }
         self.inodes.close(ino);
         r.map(|()| stale)
     }

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::fuse::attr_cache::Cached;
+use crate::fuse::handles::{Memory, MAP_MIN};
 use crate::storage::mount::Was;
 
 /// The bytes of a file a lookup fetches with its attributes where one request brings both
@@ -260,15 +261,35 @@ impl Object<'_> {
             trunc,
             append,
         } = self.fs.open_mode(t, flags)?;
-        let (fh, h) = self.fs.handles.open_object(
-            ino,
-            self.mount,
-            size,
-            posix,
-            writable,
-            append,
-            new_file.then_some(&self.fs.cache_dir),
-        )?;
+        // A memory mount's file, not open yet, as a memory file the kernel reads and writes
+        // itself (passthrough), made outside the table's lock; one kept in bytes and larger
+        // than MAP_MIN is served by the daemon. (Every open of an inode shares its open file:
+        // the kernel refuses a passthrough open beside a cached one.)
+        let mut memory = match self.mount.memory_direct() && !new_file {
+            true => Memory::Wanted,
+            false => Memory::No,
+        };
+        let (fh, h) = loop {
+            let opened = self.fs.handles.open_object(
+                ino,
+                self.mount,
+                size,
+                posix.clone(),
+                writable,
+                append,
+                new_file.then_some(&self.fs.cache_dir),
+                memory,
+            )?;
+            match opened {
+                Some(opened) => break opened,
+                None => {
+                    memory = match self.mount.memory_open_file(p, MAP_MIN).transpose()? {
+                        Some(made) => Memory::Made(made),
+                        None => Memory::No,
+                    }
+                }
+            }
+        };
         self.fs.inodes.open(ino);
         if let Some(first) = self.fs.cache.take_head(t) {
             // the bytes the lookup's request brought with the size used here
@@ -278,7 +299,9 @@ impl Object<'_> {
                 h.seed(first, size);
             }
         }
-        if trunc && size > 0 {
+        // (the open file's size: a memory file's own length, which a lookup's cached
+        // attributes may not know yet)
+        if trunc && h.file.size() > 0 {
             if let Err(e) = h.file.truncate(Some(p), &self.fs.cache_dir, 0).await {
                 self.fs.release(ino, fh).await.ok();
                 return Err(e);
@@ -293,7 +316,7 @@ impl Object<'_> {
             // were it left to the asynchronous RELEASE, an unlink right after close could run
             // before the upload lands, and the file would come back
             no_flush: read_only && !new_file,
-            passthrough: None,
+            passthrough: h.file.is_direct().then(|| h.file.clone()),
         })
     }
 

@@ -16,6 +16,7 @@ use crate::storage::mount::Mount;
 use crate::storage::posix::PosixMeta;
 
 use file::staging_file;
+pub(crate) use file::MAP_MIN;
 pub use file::{FileHandle, OpenFile};
 pub use staging::{remove_orphans, CacheDir, Charge};
 
@@ -61,6 +62,17 @@ impl<M> DirHandle<M> {
         *lock(&self.entries) = Arc::new(entries);
         self.listed.store(true, Ordering::Release);
     }
+}
+
+/// How an object mount's file not open yet is opened (see [`Handles::open_object`]).
+#[derive(Debug)]
+pub enum Memory {
+    /// Read from its backend until written (a detached [`OpenFile`]).
+    No,
+    /// A memory mount's file, to be made a memory file the kernel reads and writes itself.
+    Wanted,
+    /// That memory file, made (see [`Mount::memory_open_file`]; `true`: the store's own).
+    Made((Arc<File>, bool)),
 }
 
 /// The table of open handles and of per-inode open files.
@@ -174,7 +186,10 @@ impl<M> Handles<M> {
 
     /// Open a handle on `ino` of an object mount, whose object has `size` and `posix`;
     /// `new_file` starts the file empty and dirty, staged in that directory, so that its
-    /// first upload happens at close.
+    /// first upload happens at close; `memory` is the memory file a memory mount's object
+    /// was opened as, used when the inode is not open yet: `Ok(None)` when it is not open
+    /// and `memory` is [`Memory::Wanted`] (the caller makes the memory file, outside this
+    /// table's lock, and asks again).
     #[allow(clippy::too_many_arguments)]
     pub fn open_object(
         &self,
@@ -185,17 +200,20 @@ impl<M> Handles<M> {
         writable: bool,
         append: bool,
         new_file: Option<&CacheDir>,
-    ) -> Result<(u64, Arc<FileHandle>)> {
+        memory: Memory,
+    ) -> Result<Option<(u64, Arc<FileHandle>)>> {
         let file = {
             let mut open = lock(&self.open);
             let file = match open.get(&ino) {
                 Some(f) => f.clone(),
                 None => {
-                    let f = Arc::new(match new_file {
-                        Some(cache) => {
+                    let f = Arc::new(match (new_file, memory) {
+                        (Some(cache), _) => {
                             OpenFile::new_staged(mount.clone(), staging_file(mount, cache)?, posix)
                         }
-                        None => OpenFile::detached(mount.clone(), size, posix),
+                        (None, Memory::Made(made)) => OpenFile::memory(mount.clone(), made, posix),
+                        (None, Memory::Wanted) => return Ok(None),
+                        (None, Memory::No) => OpenFile::detached(mount.clone(), size, posix),
                     });
                     open.insert(ino, f.clone());
                     f
@@ -208,7 +226,7 @@ impl<M> Handles<M> {
         // A file created by this handle is its to upload, even with no write and no flush
         // (O_CREAT|O_RDONLY gets no FLUSH from the kernel).
         h.pending.store(new_file.is_some(), Ordering::Release);
-        Ok((fh, h))
+        Ok(Some((fh, h)))
     }
 
     /// A new handle on `ino` if it is open already (None otherwise).

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
+mod files;
+pub use files::{copy_sparse, MemFiles};
 use opendal::raw::oio;
 use opendal::raw::*;
 use opendal::{
@@ -68,9 +70,21 @@ impl Content {
             Content::File { file, .. } => {
                 use std::os::unix::fs::FileExt;
                 let mut buf = vec![0u8; (r.end - r.start) as usize];
-                file.read_exact_at(&mut buf, r.start).map_err(|e| {
-                    Error::new(ErrorKind::Unexpected, "reading a memory file").set_source(e)
-                })?;
+                // The daemon may have cut the file short in place since it was stored (a
+                // truncate while open, stored again at close): past its end it reads as
+                // zeros until then.
+                let mut got = 0;
+                while got < buf.len() {
+                    match file.read_at(&mut buf[got..], r.start + got as u64) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            return Err(Error::new(ErrorKind::Unexpected, "reading a memory file")
+                                .set_source(e))
+                        }
+                    }
+                }
                 Ok(Buffer::from(buf))
             }
         }
@@ -88,6 +102,8 @@ pub struct MemStore {
     /// What copies staged outside the store take (the daemon's files being written, kept in
     /// RAM too): counted against the same budget.
     staged: Arc<std::sync::atomic::AtomicU64>,
+    /// Where the daemon makes the files it stages and stores here.
+    files: Arc<MemFiles>,
 }
 
 impl Default for MemStore {
@@ -188,6 +204,7 @@ impl MemStore {
             root: String::new(),
             max,
             staged: Arc::default(),
+            files: Arc::new(MemFiles::new(max)),
         }
     }
 
@@ -204,6 +221,7 @@ impl MemStore {
             },
             max: self.max,
             staged: self.staged.clone(),
+            files: self.files.clone(),
         }
     }
 
@@ -230,6 +248,11 @@ impl MemStore {
         self.staged.clone()
     }
 
+    /// Where memory files for this store are made (see [`MemFiles`]).
+    pub fn files(&self) -> &MemFiles {
+        &self.files
+    }
+
     fn staged(&self) -> u64 {
         self.staged.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -247,45 +270,6 @@ impl MemStore {
             )
             .set_source(std::io::Error::from_raw_os_error(libc::ENOSPC)));
         }
-        Ok(())
-    }
-
-    /// The memory file the object `path` is kept in, and its length, when it is one (a
-    /// large file written through the daemon): the daemon adopts it to write on instead of
-    /// fetching it, holes and all.
-    pub fn file_of(&self, path: &str) -> Option<(Arc<std::fs::File>, u64)> {
-        match &self.lock().get(&self.key(path))?.content {
-            Content::File { file, len, .. } => Some((file.clone(), *len)),
-            Content::Bytes(_) => None,
-        }
-    }
-
-    /// Store the memory file `file` (its first `len` bytes) as the object `path`, with user
-    /// metadata: no copy, and its holes take no memory. ENOSPC past the budget.
-    pub fn put_file(
-        &self,
-        path: &str,
-        file: Arc<std::fs::File>,
-        len: u64,
-        pairs: Vec<(String, String)>,
-    ) -> Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        let cost = file.metadata().map_or(len, |m| (m.blocks() * 512).min(len));
-        let content = Content::File { file, len, cost };
-        let mut b = MetadataBuilder::file(len);
-        b.last_modified(Timestamp::now());
-        b.user_metadata(pairs);
-        let mut map = self.lock();
-        let k = self.key(path);
-        let old = map.get(&k).map_or(0, |v| v.content.cost());
-        self.fits(&map, content.cost(), old)?;
-        map.insert(
-            k,
-            Value {
-                content,
-                meta: b.build(),
-            },
-        );
         Ok(())
     }
 
@@ -676,9 +660,13 @@ impl Service for MemoryService {
     }
 
     fn copy(&self, _: &OperationContext, from: &str, to: &str, _: OpCopy) -> Result<Self::Copier> {
-        let mut map = self.store.lock();
         let (kf, kt) = (self.store.key(from), self.store.key(to));
-        let mut v = map.get(&kf).cloned().ok_or_else(not_found)?;
+        let mut v = self.store.lock().get(&kf).cloned().ok_or_else(not_found)?;
+        // (the content is shared with the source, unless the daemon may write it in place)
+        v.content.unshare(&self.store.files).map_err(|e| {
+            Error::new(ErrorKind::Unexpected, "copying a memory file").set_source(e)
+        })?;
+        let mut map = self.store.lock();
         let old = map.get(&kt).map_or(0, |v| v.content.cost());
         self.store.fits(&map, v.content.cost(), old)?;
         // like S3's CopyObject: the content and user metadata, a new modification time

@@ -579,6 +579,28 @@ impl Mount {
         self.mem.as_ref()?.file_of(path)
     }
 
+    /// Memory mounts: a new memory file (in the store's bounded tmpfs where it has one).
+    pub fn memory_new_file(&self) -> Option<std::io::Result<std::fs::File>> {
+        self.mem.as_ref().map(|m| m.files().create())
+    }
+
+    /// Memory mounts whose files the kernel may write without the daemon (FUSE
+    /// passthrough): their files are made in a tmpfs bounded by `max_size`.
+    pub fn memory_direct(&self) -> bool {
+        self.mem.as_ref().is_some_and(|m| m.files().bounded())
+    }
+
+    /// Memory mounts: the object `path` as a memory file to open (see
+    /// [`MemStore::open_file`](crate::storage::memory::MemStore::open_file)).
+    pub fn memory_open_file(
+        &self,
+        path: &str,
+        max_copy: u64,
+    ) -> Option<Result<(Arc<std::fs::File>, bool)>> {
+        let r = self.mem.as_ref()?.open_file(path, max_copy)?;
+        Some(r.map_err(|e| Error::from_io(self.ctx(path), e)))
+    }
+
     /// Memory mounts: the counter that copies staged in RAM outside the store charge, so
     /// that they count against `max_size` too.
     pub fn memory_staging(&self) -> Option<Arc<std::sync::atomic::AtomicU64>> {

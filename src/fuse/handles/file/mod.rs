@@ -11,10 +11,12 @@ use bytes::Bytes;
 
 use super::staging::{CacheDir, Charge};
 
+mod direct;
 mod read;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::mount::{Mount, CHUNK};
 use crate::storage::posix::PosixMeta;
+use direct::Direct;
 use read::ReadAhead;
 
 #[derive(Debug)]
@@ -100,6 +102,8 @@ pub struct OpenFile {
     /// handles of the inode and closed with its last one.
     backing: Mutex<Option<fuser::BackingId>>,
     native: Option<Arc<File>>,
+    /// Memory mounts: the staged file the kernel reads and writes itself (passthrough).
+    direct: Option<Direct>,
     /// Serialises staging, writes and uploads of this one file (an async lock; unrelated
     /// files never wait on each other).
     body: tokio::sync::Mutex<Body>,
@@ -161,6 +165,7 @@ impl OpenFile {
                 Body::Native(f) => Some(f.clone()),
                 _ => None,
             },
+            direct: None,
             staged: std::sync::atomic::AtomicBool::new(matches!(body, Body::Staged { .. })),
             body: tokio::sync::Mutex::new(body),
             size: AtomicU64::new(size),
@@ -181,16 +186,50 @@ impl OpenFile {
     /// A new file on an object backend, staged empty and dirty (its first upload happens at
     /// close).
     pub(super) fn new_staged(mount: Arc<Mount>, staged: (File, Charge), posix: PosixMeta) -> Self {
+        let file = Arc::new(staged.0);
+        let direct = mount.memory_direct().then(|| Direct::new(file.clone()));
         let body = Body::Staged {
-            file: Arc::new(staged.0),
+            file,
             dirty: true,
             stream: Stream::Unstarted,
             base: None,
             shared: false,
             charge: staged.1,
         };
-        let f = OpenFile::new(mount, body, 0, posix);
+        let mut f = OpenFile::new(mount, body, 0, posix);
+        f.direct = direct;
         f.touched();
+        f
+    }
+
+    /// An existing file of a memory mount, as the store's [`Mount::memory_open_file`] made
+    /// it (`shared`: the store holds this very file), read and written by the kernel itself
+    /// (passthrough).
+    pub(super) fn memory(
+        mount: Arc<Mount>,
+        (file, shared): (Arc<File>, bool),
+        posix: PosixMeta,
+    ) -> Self {
+        let counter = mount.memory_staging().unwrap_or_default();
+        let mut charge = Charge::new(counter);
+        if shared {
+            // the store counts these pages already: only their growth is charged here
+            charge.baseline(&file);
+        } else {
+            charge.settle(&file);
+        }
+        let size = file.metadata().map_or(0, |m| m.len());
+        let direct = Direct::new(file.clone());
+        let body = Body::Staged {
+            file,
+            dirty: false,
+            stream: Stream::Off,
+            base: None,
+            shared,
+            charge,
+        };
+        let mut f = OpenFile::new(mount, body, size, posix);
+        f.direct = Some(direct);
         f
     }
 
@@ -212,6 +251,7 @@ impl OpenFile {
 
     /// When the file was last changed through the daemon (None: not since it was opened).
     pub fn changed(&self) -> Option<std::time::SystemTime> {
+        self.absorb();
         *self.changed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -227,6 +267,7 @@ impl OpenFile {
 
     /// The size to report while staged (None: ask the backend).
     pub fn staged_size(&self) -> Option<u64> {
+        self.absorb();
         if self.staged.load(Ordering::Acquire) {
             Some(self.size.load(Ordering::Acquire))
         } else {
@@ -249,7 +290,10 @@ impl OpenFile {
         &self,
         register: impl FnOnce(&File) -> std::io::Result<fuser::BackingId>,
     ) -> Option<std::sync::MutexGuard<'_, Option<fuser::BackingId>>> {
-        let native = self.native.as_ref()?;
+        let native = self
+            .native
+            .as_ref()
+            .or(self.direct.as_ref().map(Direct::file))?;
         let mut slot = self.backing.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
             match register(native) {
@@ -274,6 +318,7 @@ impl OpenFile {
 
     /// The size as this file's handles see it.
     pub fn size(&self) -> u64 {
+        self.absorb();
         self.size.load(Ordering::Acquire)
     }
 
@@ -347,7 +392,10 @@ impl OpenFile {
                 charge,
                 ..
             } => {
-                if *shared && !shrinks && Arc::strong_count(file) <= 2 {
+                if *shared && (self.direct.is_some() || !shrinks && Arc::strong_count(file) <= 2) {
+                    // (a file the kernel writes itself is never replaced: it is the one the
+                    // kernel holds; the store copies it when it copies the object, and reads
+                    // zeros past an end cut short here until the next upload)
                     // the store holds this file under this one name only (ours and its
                     // reference): go on writing it in place, as a file is; the store shows
                     // the writes as they land, within the length it holds, and takes the
@@ -365,7 +413,8 @@ impl OpenFile {
                         "staged copy",
                         std::os::unix::fs::MetadataExt::blocks(&held) * 512,
                     )?;
-                    copy_sparse(file, &copy).map_err(|e| io_err("staged copy", e))?;
+                    crate::storage::memory::copy_sparse(file, &copy)
+                        .map_err(|e| io_err("staged copy", e))?;
                     c.settle(&copy);
                     *file = Arc::new(copy);
                     *charge = c;
@@ -482,6 +531,7 @@ impl OpenFile {
         }
         let end = off + data.len() as u64;
         self.size.fetch_max(end, Ordering::AcqRel);
+        self.restamp();
         if let Body::Staged {
             stream,
             base,
@@ -567,6 +617,7 @@ impl OpenFile {
         };
         f.set_len(size).map_err(|e| io_err(&ctx, e))?;
         self.size.store(size, Ordering::Release);
+        self.restamp();
         if self.native.is_none() {
             self.touched();
         }
@@ -635,6 +686,7 @@ impl OpenFile {
         charge.settle(file);
         stream.stop(&self.mount);
         self.touched();
+        self.restamp();
         Ok(())
     }
 
@@ -664,6 +716,9 @@ impl OpenFile {
                     *dirty = false;
                     return Ok(false);
                 };
+                if self.direct_dirty() {
+                    *dirty = true;
+                }
                 if !*dirty {
                     return Ok(false);
                 }
@@ -744,7 +799,9 @@ impl OpenFile {
 
     /// Is there data the backend does not hold yet?
     pub async fn is_dirty(&self) -> bool {
-        matches!(&*self.body.lock().await, Body::Staged { dirty: true, .. })
+        self.absorb();
+        self.direct.as_ref().is_some_and(Direct::is_dirty)
+            || matches!(&*self.body.lock().await, Body::Staged { dirty: true, .. })
     }
 }
 
@@ -752,14 +809,9 @@ impl OpenFile {
 /// RAM (memfd) for memory mounts, whose data lives in RAM anyway, charged to the mount's
 /// budget; otherwise in the cache directory, charged to its budget.
 pub(super) fn staging_file(mount: &Mount, cache: &CacheDir) -> Result<(File, Charge)> {
-    if let Some(counter) = mount.memory_staging() {
-        // SAFETY: a valid NUL-terminated name; the returned descriptor is owned by the File.
-        let fd = unsafe { libc::memfd_create(c"genro-staging".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd >= 0 {
-            use std::os::fd::FromRawFd;
-            // SAFETY: fd is a fresh descriptor that nothing else owns.
-            return Ok((unsafe { File::from_raw_fd(fd) }, Charge::new(counter)));
-        }
+    if let (Some(counter), Some(made)) = (mount.memory_staging(), mount.memory_new_file()) {
+        let file = made.map_err(|e| io_err("memory file", e))?;
+        return Ok((file, Charge::new(counter)));
     }
     let file = tempfile::tempfile_in(cache.path())
         .map_err(|e| Error::from_io(format!("cache dir {}", cache.path().display()), e))?;
@@ -769,43 +821,7 @@ pub(super) fn staging_file(mount: &Mount, cache: &CacheDir) -> Result<(File, Cha
 /// Memory mounts: staged files at least this large are handed to the store as a mapping;
 /// smaller ones are copied (a mapping costs a page fault per page and, at unmap, a TLB
 /// shootdown across the daemon's threads).
-const MAP_MIN: u64 = 1 << 20;
-
-/// Copy `from` into the empty `to`: its size, and the bytes of its data ranges only
-/// (SEEK_DATA / SEEK_HOLE), so that a hole takes no memory in the copy either.
-fn copy_sparse(from: &File, to: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let size = from.metadata()?.len();
-    to.set_len(size)?;
-    let fd = from.as_raw_fd();
-    let mut pos: i64 = 0;
-    let mut buf = vec![0u8; 1 << 20];
-    while (pos as u64) < size {
-        // SAFETY: lseek on a descriptor we hold.
-        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
-        if data < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENXIO) {
-                break; // only a hole is left
-            }
-            return Err(e);
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut off = data as u64;
-        while off < hole as u64 {
-            let n = buf.len().min((hole as u64 - off) as usize);
-            from.read_exact_at(&mut buf[..n], off)?;
-            to.write_all_at(&buf[..n], off)?;
-            off += n as u64;
-        }
-        pos = hole;
-    }
-    Ok(())
-}
+pub(crate) const MAP_MIN: u64 = 1 << 20;
 
 async fn upload(mount: &Mount, path: &str, file: &File, size: u64, meta: &PosixMeta) -> Result<()> {
     let ctx = mount.ctx(path);
