@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use common::{Daemon, Kind};
+use common::{http_get, Daemon, Kind};
 
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
@@ -505,15 +505,6 @@ fn stale_mount_of_a_killed_daemon_is_cleared() {
     fs::write(d.path("works"), "yes").unwrap_or_else(|e| panic!("{e}: {}", again()));
     assert_eq!(fs::read_to_string(d.path("works")).unwrap(), "yes");
     assert!(d.stop().success());
-}
-
-/// GET `path` from `127.0.0.1:port` (HTTP/1.0, the whole answer).
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 fn metric(text: &str, series: &str) -> u64 {

@@ -6,19 +6,11 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, SystemTime};
 
-use common::{Daemon, Kind};
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
+use common::{http_get, Daemon, Kind};
 
 /// The count of FUSE requests `op` the daemon served for mount `t` (0 when none).
 fn served(port: u16, op: &str) -> u64 {

@@ -17,6 +17,16 @@ pub const ACCESS_KEY: &str = "genro-test";
 pub const SECRET_KEY: &str = "genro-test-secret";
 pub const BUCKET: &str = "genro-test";
 
+/// The whole response (status line, headers, body) of a plain HTTP GET of `path` on
+/// 127.0.0.1:`port` (the daemon's `--metrics` endpoint).
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// Which backend a suite case runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
