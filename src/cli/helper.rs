@@ -88,6 +88,8 @@ pub fn daemon_args(args: &[OsString]) -> Result<(Vec<OsString>, bool, PathBuf), 
                 out.extend(flag(&k.replace('_', "-"))?)
             }
             "read_only" => out.push("--read-only".into()),
+            "io_uring" => out.push("--io-uring".into()),
+            "io_uring_queue_depth" => out.extend(flag("io-uring-queue-depth")?),
             // mount(8) keeps `suid` and `dev` to itself (they are its defaults), so a mount
             // from fstab asks for setuid files and device nodes by these names; without them
             // it is nosuid,nodev, as libfuse mounts: whoever can write to the backend must

@@ -210,6 +210,15 @@ pub struct MountArgs {
     /// backend requests by kind, bytes, errors by errno, cache hits, pending uploads.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Serve FUSE over io_uring: one queue per CPU, its thread pinned there (Linux 6.14+;
+    /// enable it first with `echo Y > /sys/module/fuse/parameters/enable_uring`). Where the
+    /// kernel does not offer it, the daemon warns and serves /dev/fuse.
+    #[arg(long, env = "GENRO_STORAGE_IO_URING", value_parser = clap::builder::BoolishValueParser::new())]
+    pub io_uring: bool,
+    /// Requests each io_uring queue holds at once (default 32, at most 1024); each entry
+    /// keeps a buffer of max_write (1 MiB) plus a page.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub io_uring_queue_depth: Option<u16>,
 }
 
 fn size(s: &str) -> Result<u64, String> {
@@ -241,6 +250,8 @@ impl From<MountArgs> for DaemonOptions {
             options: a.options,
             only: a.mount,
             metrics: a.metrics,
+            io_uring: a.io_uring,
+            io_uring_queue_depth: a.io_uring_queue_depth,
         }
     }
 }

@@ -579,6 +579,10 @@ pub struct FuseConfig {
     /// Serve Prometheus metrics at `http://ADDR/metrics` (such as `"127.0.0.1:9464"`);
     /// off when unset.
     pub metrics: Option<String>,
+    /// Serve FUSE over io_uring where the kernel offers it (`--io-uring`).
+    pub io_uring: Option<bool>,
+    /// Requests each io_uring queue holds at once, 1 to 1024 (default 32).
+    pub io_uring_queue_depth: Option<u16>,
 }
 
 /// A size as TOML gives it: bytes, or a string such as `"512MiB"` (see [`parse_size`]).

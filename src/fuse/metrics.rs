@@ -54,8 +54,32 @@ fn errno_name(n: i32) -> String {
 }
 
 /// The Prometheus text of these counters (OpenMetrics text format).
-pub fn render(snaps: &[Snapshot], mounts: &[Arc<Mount>]) -> String {
+pub fn render(
+    snaps: &[Snapshot],
+    mounts: &[Arc<Mount>],
+    transport: &fuser::TransportState,
+) -> String {
     let mut reg = Registry::with_prefix("genro_storage");
+    let t = Family::<Labels, Gauge>::default();
+    reg.register(
+        "fuse_transport",
+        "The transport serving FUSE requests (1 for the one in use): dev_fuse or io_uring",
+        t.clone(),
+    );
+    for (name, kind) in [
+        ("dev_fuse", fuser::Transport::DevFuse),
+        ("io_uring", fuser::Transport::IoUring),
+    ] {
+        t.get_or_create(&vec![("transport", name.to_string())])
+            .set(i64::from(transport.get() == kind));
+    }
+    let ring = Counter::<u64>::default();
+    reg.register(
+        "fuse_ring_requests",
+        "FUSE requests that came on the io_uring queues",
+        ring.clone(),
+    );
+    ring.inc_by(transport.ring_requests());
     let counter = |reg: &mut Registry, name: &str, help: &str| {
         let f = Family::<Labels, Counter>::default();
         reg.register(name, help, f.clone());
@@ -161,7 +185,7 @@ pub fn render(snaps: &[Snapshot], mounts: &[Arc<Mount>]) -> String {
 
 /// Bind `addr` (failing at once, naming it, when it cannot be bound) and serve `/metrics`
 /// on the current runtime until the daemon stops.
-pub async fn serve(addr: SocketAddr, fs: Arc<Fs>) -> Result<()> {
+pub async fn serve(addr: SocketAddr, fs: Arc<Fs>, transport: fuser::TransportState) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::config("--metrics", format!("cannot listen on {addr}: {e}")))?;
@@ -178,15 +202,18 @@ pub async fn serve(addr: SocketAddr, fs: Arc<Fs>) -> Result<()> {
                 }
             };
             let fs = fs.clone();
+            let transport = transport.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let fs = fs.clone();
+                        let transport = transport.clone();
                         async move {
                             let resp = if req.uri().path() == "/metrics"
                                 && req.method() == hyper::Method::GET
                             {
-                                let text = render(&fs.stats_report().await, fs.mounts());
+                                let text =
+                                    render(&fs.stats_report().await, fs.mounts(), &transport);
                                 hyper::Response::builder()
                                 .header(
                                     "content-type",
@@ -236,7 +263,7 @@ mod tests {
             open_files: 2,
             errnos: vec![(libc::ENOENT, 1)],
         };
-        let text = render(&[snap], &[m]);
+        let text = render(&[snap], &[m], &fuser::TransportState::default());
         for want in [
             r#"genro_storage_fuse_requests_total{mount="mem",op="lookup"} 3"#,
             r#"genro_storage_backend_requests_total{mount="mem",kind="read"} 1"#,
@@ -246,6 +273,9 @@ mod tests {
             r#"genro_storage_attr_cache_lookups_total{mount="mem",result="miss"} 5"#,
             r#"genro_storage_pending_uploads{mount="mem"} 1"#,
             r#"genro_storage_open_files{mount="mem"} 2"#,
+            // a session not started yet serves on neither transport
+            r#"genro_storage_fuse_transport{transport="io_uring"} 0"#,
+            r#"genro_storage_fuse_ring_requests_total 0"#,
             "# EOF",
         ] {
             assert!(text.contains(want), "{want} not in\n{text}");

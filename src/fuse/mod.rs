@@ -204,7 +204,15 @@ pub struct DaemonOptions {
     pub only: Option<String>,
     /// Serve Prometheus metrics at `http://ADDR/metrics` (`--metrics`, `[fuse] metrics`).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Serve FUSE over io_uring where the kernel offers it (`--io-uring`, `[fuse] io_uring`).
+    pub io_uring: bool,
+    /// Entries per io_uring queue (default [`IO_URING_QUEUE_DEPTH`]).
+    pub io_uring_queue_depth: Option<u16>,
 }
+
+/// Requests each io_uring queue holds at once unless told: enough for the S3 requests
+/// that wait on the network while the queue serves others (each holds its entry).
+pub const IO_URING_QUEUE_DEPTH: u16 = 32;
 
 /// A TTL in seconds: finite and not negative.
 pub fn parse_secs(v: f64) -> std::result::Result<Duration, String> {
@@ -260,6 +268,18 @@ impl DaemonOptions {
             }
         }
         self.threads = self.threads.or(f.threads);
+        self.io_uring |= f.io_uring.unwrap_or(false);
+        if self.io_uring_queue_depth.is_none() {
+            if let Some(d) = f.io_uring_queue_depth {
+                if !(1..=1024).contains(&d) {
+                    return Err(cfg(
+                        "io_uring_queue_depth",
+                        format!("{d} is not between 1 and 1024"),
+                    ));
+                }
+                self.io_uring_queue_depth = Some(d);
+            }
+        }
         if self.metrics.is_none() {
             if let Some(a) = &f.metrics {
                 self.metrics = Some(a.parse().map_err(|_| {
@@ -390,8 +410,21 @@ impl DaemonOptions {
         }
         c.n_threads = Some(self.threads.unwrap_or(8).max(1));
         c.clone_fd = true;
+        if self.io_uring {
+            c.io_uring_queue_depth =
+                Some(self.io_uring_queue_depth.unwrap_or(IO_URING_QUEUE_DEPTH));
+        }
         c
     }
+}
+
+/// The session's transport once its loop has chosen it (at once, or within a second).
+fn settled(t: &fuser::TransportState) -> fuser::Transport {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while t.get() == fuser::Transport::Starting && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    t.get()
 }
 
 fn mount_err(mnt: &Path, msg: impl Into<String>) -> Error {
@@ -426,7 +459,9 @@ pub fn check_mountpoint(mnt: &Path, nonempty: bool) -> Result<PathBuf> {
         ));
     }
     match std::fs::metadata(mnt) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+        // ENOTCONN: the connection is gone; ECONNABORTED: a request was caught while the
+        // kernel tore it down (a killed daemon's io_uring queues end asynchronously)
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
             tracing::warn!(mountpoint = %mnt.display(), "clearing a stale mount left by a daemon that died");
             unmount(mnt, true).map_err(|e| {
                 mount_err(
@@ -482,10 +517,13 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
         }
     }
     let fs = Arc::new(Fs::new(mounts, opts.fs_options())?);
+    let transport = fuser::TransportState::default();
     if let Some(addr) = opts.metrics {
         // bound before anything is mounted, so that a taken port fails the start cleanly
-        rt.block_on(metrics::serve(addr, fs.clone()))?;
+        rt.block_on(metrics::serve(addr, fs.clone(), transport.clone()))?;
     }
+    let mut fuser_config = opts.fuser_config();
+    fuser_config.transport = transport.clone();
     // The kernel hands every create its caller's mode with the caller's umask applied (or
     // beside it): the daemon's own umask must take nothing more away. What the daemon makes
     // for itself (staging, its marker, a log file opened before this) has explicit modes.
@@ -496,21 +534,28 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
     let adapter = adapter::Adapter::new(fs.clone(), rt.handle().clone(), notifier.clone());
     let session = match mount_typed(&mnt, &opts) {
         // as root: our own mount(2), so that the type shows as fuse.genro-storage
-        Some(Ok(fd)) => fuser::Session::from_fd(adapter, fd, opts.acl(), opts.fuser_config())
+        Some(Ok(fd)) => fuser::Session::from_fd(adapter, fd, opts.acl(), fuser_config)
             .map_err(|e| mount_err(&mnt, format!("mount failed: {e}")))?,
         Some(Err(e)) if e.raw_os_error() != Some(libc::EPERM) => {
             return Err(mount_err(&mnt, format!("mount failed: {e}")))
         }
         // otherwise (another user, or root without CAP_SYS_ADMIN, as in some containers)
         // fuser's mount, through fusermount3 where needed, typed plain fuse
-        _ => fuser::Session::new(adapter, &mnt, &opts.fuser_config())
+        _ => fuser::Session::new(adapter, &mnt, &fuser_config)
             .map_err(|e| mount_err(&mnt, format!("mount failed: {e}")))?,
     };
     let _ = notifier.set(session.notifier());
     let bg = session
         .spawn()
         .map_err(|e| mount_err(&mnt, format!("cannot start the session: {e}")))?;
-    tracing::info!(mountpoint = %mnt.display(), mounts = ?storage.mount_names(), "mounted");
+    let transport = settled(&transport);
+    if opts.io_uring && transport != fuser::Transport::IoUring {
+        tracing::warn!(
+            "--io-uring: the kernel does not offer FUSE over io_uring (Linux 6.14+, \
+             `echo Y > /sys/module/fuse/parameters/enable_uring` before mounting); serving /dev/fuse"
+        );
+    }
+    tracing::info!(mountpoint = %mnt.display(), mounts = ?storage.mount_names(), ?transport, "mounted");
     detach_stderr();
     let signal = rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
