@@ -29,7 +29,12 @@ pub fn init(level: Option<&str>, file: Option<&std::path::Path>) -> Result<(), S
             .map_err(|e| e.to_string())?
         }
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A line that cannot be written is dropped: tracing's default reports it with
+    // `eprintln!`, which panics when stderr is a closed pipe (mount(8)'s helper exits once
+    // the mount is up), and a panic there would take the filesystem down with it.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .log_internal_errors(false);
     let journal = file.is_none() && std::env::var_os("JOURNAL_STREAM").is_some();
     let result = match (file, journal) {
         (Some(path), _) => {

@@ -290,6 +290,55 @@ fn fstab_helper_mounts_in_the_background() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
 }
 
+/// A daemon whose stderr is a pipe nobody reads any more (a helper or a shell that went
+/// away) drops its log lines and goes on serving: tracing's own report of a failed write
+/// (`eprintln!`, which panics on a closed pipe) took the daemon down at its first line.
+#[test]
+fn a_daemon_whose_stderr_closed_goes_on_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    fs::create_dir(p.join("data")).unwrap();
+    fs::create_dir(p.join("mnt")).unwrap();
+    let cfg = p.join("mounts.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[[mount]]\nname = \"data\"\nprotocol = \"local\"\nroot_path = \"{}\"\n",
+            p.join("data").display()
+        ),
+    )
+    .unwrap();
+    let mnt = p.join("mnt");
+    let mut child = Command::new(BIN)
+        .arg("mount")
+        .arg(&mnt)
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let up = (0..400).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        common::is_mounted(&mnt)
+    });
+    assert!(up, "not mounted");
+    for i in 0..20 {
+        let f = mnt.join(format!("data/f{i}"));
+        fs::write(&f, "kept").unwrap();
+        assert_eq!(fs::read_to_string(&f).unwrap(), "kept");
+        assert!(fs::metadata(mnt.join(format!("data/missing{i}"))).is_err());
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the daemon died");
+    assert_eq!(fs::read_to_string(p.join("data/f19")).unwrap(), "kept");
+    let c = std::ffi::CString::new(mnt.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::umount2(c.as_ptr(), 0) }, 0);
+    assert!(child.wait().unwrap().success());
+}
+
 /// The systemd unit's ExecStart, with its paths moved to a temp dir, starts the daemon; with
 /// the journal on stderr (JOURNAL_STREAM) each line carries its priority; SIGTERM (the
 /// unit's KillSignal) stops it cleanly.

@@ -240,8 +240,15 @@ pub fn run(args: &[OsString]) -> u8 {
         }
     };
     let early = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    // The daemon lets go of the pipe (says DETACHED_MARK and points its stderr at
+    // /dev/null) once it has started in full: its transport chosen and "mounted" logged.
+    // Returning only then keeps the pipe open for everything it writes while starting (a
+    // write into a closed pipe fails); no pipe means nothing to wait for.
+    let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     if let Some(mut err) = child.stderr.take() {
         let early = early.clone();
+        let released = released.clone();
+        released.store(false, std::sync::atomic::Ordering::Release);
         std::thread::spawn(move || {
             use std::io::Read;
             let mut buf = [0u8; 4096];
@@ -251,14 +258,25 @@ pub fn run(args: &[OsString]) -> u8 {
                 }
                 let mut e = early.lock().unwrap_or_else(|e| e.into_inner());
                 e.push_str(&String::from_utf8_lossy(&buf[..n]));
+                if e.ends_with(crate::fuse::DETACHED_MARK) {
+                    break;
+                }
             }
+            released.store(true, std::sync::atomic::Ordering::Release);
         });
     }
     let abs = std::path::absolute(&mountpoint).unwrap_or(mountpoint);
     let deadline = Instant::now() + Duration::from_secs(60);
+    // once mounted, how long a daemon that keeps the pipe may take to let go of it
+    let mut settle: Option<Instant> = None;
     loop {
         if mounted(&abs) {
-            return 0;
+            let since = *settle.get_or_insert_with(Instant::now);
+            if released.load(std::sync::atomic::Ordering::Acquire)
+                || since.elapsed() > Duration::from_secs(10)
+            {
+                return 0;
+            }
         }
         if let Ok(Some(status)) = child.try_wait() {
             std::thread::sleep(Duration::from_millis(50));

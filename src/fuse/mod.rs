@@ -92,6 +92,10 @@ fn keep_heap_small() {
 /// Set by the helper for a daemon whose stderr is the helper's pipe (see `detach_stderr`).
 pub const DETACH_STDERR: &str = "GENRO_STORAGE_DETACH_STDERR";
 
+/// The last line a daemon writes into the helper's pipe: the helper returns when it sees it
+/// (or the pipe ends), since the daemon's children (ssh for SFTP) may hold the pipe too.
+pub const DETACHED_MARK: &str = "genro-storage: started; stderr detached\n";
+
 /// Once mounted: a daemon started by the helper with its stderr on the helper's pipe points
 /// stderr (and stdout) at /dev/null, since the pipe closes when the helper returns. Its logs
 /// then go nowhere: give it `log_file=` (or run it under systemd) to keep them.
@@ -99,7 +103,9 @@ fn detach_stderr() {
     if std::env::var_os(DETACH_STDERR).is_none() {
         return;
     }
+    use std::io::Write;
     use std::os::fd::AsRawFd;
+    let _ = std::io::stderr().write_all(DETACHED_MARK.as_bytes());
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         // SAFETY: dup2 onto the standard descriptors, from a descriptor we own.
         unsafe {
