@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import drop_caches, wait_mounted
+from benchlib import drop_caches, source_tree_tar, wait_mounted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/genro-storage")
@@ -218,14 +218,7 @@ def main():
     mounts = []
     try:
         # a real source tree of about 1000 files
-        reg = os.path.expanduser("~/.cargo/registry/src")
-        srcs = []
-        for idx in sorted(os.listdir(reg)):
-            for crate in sorted(os.listdir(os.path.join(reg, idx))):
-                if crate.startswith(("tokio-1", "s3s-0", "opendal-core-", "hyper-1")):
-                    srcs.append(os.path.join(reg, idx, crate))
-        tree_tar = os.path.join(w, "tree.tar")
-        run(["tar", "-cf", tree_tar, *[os.path.relpath(s, os.path.dirname(s)) for s in srcs]], cwd=os.path.dirname(srcs[0]))
+        tree_tar = source_tree_tar(w)
         nfiles = len(run(["tar", "-tf", tree_tar]).stdout.splitlines())
 
         # loopback S3

@@ -1,5 +1,5 @@
 """What the benchmark scripts share: a free port, dropping the page cache, waiting for a
-mount. (Each script is run as `python3 benches/NAME.py`, which puts this directory on the
+mount, a source tree to untar. (Each script is run as `python3 benches/NAME.py`, which puts this directory on the
 import path.)"""
 import os
 import socket
@@ -39,3 +39,18 @@ def wait_mounted(path, timeout=30, proc=None):
             raise SystemExit(f"the mount of {path} exited with {proc.returncode}")
         time.sleep(0.1)
     raise SystemExit(f"{path} did not mount within {timeout} s")
+
+
+def source_tree_tar(work):
+    """A tar of about 1100 real source files (the tokio, hyper, s3s and opendal-core crates
+    in ~/.cargo/registry), made in `work`; returns its path."""
+    reg = os.path.expanduser("~/.cargo/registry/src")
+    srcs = []
+    for idx in sorted(os.listdir(reg)):
+        for crate in sorted(os.listdir(os.path.join(reg, idx))):
+            if crate.startswith(("tokio-1", "s3s-0", "opendal-core-", "hyper-1")):
+                srcs.append(os.path.join(reg, idx, crate))
+    tar = os.path.join(work, "tree.tar")
+    subprocess.run(["tar", "-cf", tar] + [os.path.relpath(s, os.path.dirname(s)) for s in srcs],
+                   cwd=os.path.dirname(srcs[0]), check=True, capture_output=True)
+    return tar

@@ -3,11 +3,15 @@
 Usage: python3 benches/io_uring.py [ROUNDS] [BINARY]   (default 5, target/release/genro-storage)
 
 Two daemons of BINARY, one with --io-uring and one without, each with a local and a memory
-mount; rounds rotate among native, and the four mounts. Per target, medians of:
+mount, and `rclone mount --vfs-cache-mode writes` of a local directory; rounds rotate among
+native, the four mounts and rclone. Per target, medians of:
 - create, read and unlink of 2000 x 4 KiB files (caches dropped before create and read);
+- `tar -x` of a source tree of about 1100 files (crates from ~/.cargo/registry, as bench.py
+  takes them), caches dropped before, then `rm -rf` of it (not timed);
 - stat round trips: os.stat of one file 20000 times on daemons started with --attr-ttl 0
-  --negative-ttl 0 (every stat reaches the daemon: a LOOKUP and a GETATTR).
+  --negative-ttl 0 (every stat reaches the daemon: a LOOKUP and a GETATTR); not for rclone.
 Sets /sys/module/fuse/parameters/enable_uring to Y (root) and puts it back after.
+Needs rclone (apt-get install rclone fuse3).
 """
 import os
 import shutil
@@ -18,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import drop_caches, wait_mounted  # noqa: E402
+from benchlib import drop_caches, source_tree_tar, wait_mounted  # noqa: E402
 
 PARAM = "/sys/module/fuse/parameters/enable_uring"
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
@@ -53,6 +57,7 @@ def start(tag, flags):
 
 
 try:
+    tree_tar = source_tree_tar(work)
     for name, flags in [("dev_fuse", []), ("io_uring", ["--io-uring"])]:
         mnt = start(name, flags)
         targets[f"local {name}"] = os.path.join(mnt, "local")
@@ -61,6 +66,15 @@ try:
         stat_targets[f"local {name}"] = os.path.join(mnt, "local")
         stat_targets[f"memory {name}"] = os.path.join(mnt, "mem")
     stat_targets["native"] = native
+    src, rl = os.path.join(work, "rclone-src"), os.path.join(work, "rclone-mnt")
+    os.makedirs(src)
+    os.makedirs(rl)
+    p = subprocess.Popen(["rclone", "mount", src, rl, "--vfs-cache-mode", "writes",
+                          "--cache-dir", os.path.join(work, "rclone-cache")],
+                         stderr=open(os.path.join(work, "rclone.log"), "w"))
+    procs.append((p, rl))
+    wait_mounted(rl, proc=p)
+    targets["rclone"] = rl
 
     def small(d):
         s = os.path.join(d, "small")
@@ -83,7 +97,14 @@ try:
             os.unlink(os.path.join(s, f"f{i}"))
         unlink = N / (time.perf_counter() - t)
         os.rmdir(s)
-        return {"create": create, "read": read, "unlink": unlink}
+        tree = os.path.join(d, "tree")
+        os.makedirs(tree)
+        drop_caches()
+        t = time.perf_counter()
+        subprocess.run(["tar", "-xf", tree_tar, "-C", tree], check=True)
+        tar_x = time.perf_counter() - t
+        shutil.rmtree(tree)
+        return {"create": create, "read": read, "unlink": unlink, "tar_x": tar_x}
 
     def stat_rt(d):
         p = os.path.join(d, "x")
@@ -97,7 +118,8 @@ try:
     names = list(targets)
     for r in range(rounds):
         for k in names[r % len(names):] + names[:r % len(names)]:
-            for m, v in {**small(targets[k]), **stat_rt(stat_targets[k])}.items():
+            st = stat_rt(stat_targets[k]) if k in stat_targets else {}
+            for m, v in {**small(targets[k]), **st}.items():
                 res[k].setdefault(m, []).append(v)
         print(f"round {r + 1} of {rounds} done", file=sys.stderr, flush=True)
 finally:
@@ -108,16 +130,18 @@ finally:
     open(PARAM, "w").write(old)
 
 med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in res.items()}
-print("| target | create files/s | read files/s | unlink files/s | create+unlink vs native | read vs native | stat round trip, µs |")
-print("|---|---|---|---|---|---|---|")
+print("| target | create files/s | read files/s | unlink files/s | create+unlink vs native | "
+      "read vs native | `tar -x`, s | `tar -x` vs rclone | stat round trip, µs |")
+print("|---|---|---|---|---|---|---|---|---|")
 n = med["native"]
 for k in names:
     m = med[k]
     cu = (1 / n["create"] + 1 / n["unlink"]) / (1 / m["create"] + 1 / m["unlink"])
+    stat = f"{m['stat_us']:.1f}" if "stat_us" in m else "–"
     print(f"| {k} | {m['create']:,.0f} | {m['read']:,.0f} | {m['unlink']:,.0f} | {cu:.2f}× | "
-          f"{m['read'] / n['read']:.2f}× | {m['stat_us']:.1f} |")
+          f"{m['read'] / n['read']:.2f}× | {m['tar_x']:.3f} | {med['rclone']['tar_x'] / m['tar_x']:.2f}× | {stat} |")
 for kind in ["local", "memory"]:
     a, b = med[f"{kind} io_uring"], med[f"{kind} dev_fuse"]
     print(f"{kind}: io_uring / dev_fuse: create {a['create'] / b['create']:.2f}×, read {a['read'] / b['read']:.2f}×, "
-          f"unlink {a['unlink'] / b['unlink']:.2f}×, stat round trip {b['stat_us'] / a['stat_us']:.2f}× as fast")
+          f"unlink {a['unlink'] / b['unlink']:.2f}×, tar -x {b['tar_x'] / a['tar_x']:.2f}× as fast, stat round trip {b['stat_us'] / a['stat_us']:.2f}× as fast")
 print("raw:", res)
