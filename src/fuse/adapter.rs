@@ -128,7 +128,7 @@ fn time(t: Option<TimeOrNow>) -> Option<TimeSet> {
 
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_write(crate::fuse::MAX_WRITE);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(256);
         let _ = config.set_congestion_threshold(192);

@@ -220,6 +220,23 @@ pub struct DaemonOptions {
 /// that wait on the network while the queue serves others (each holds its entry).
 pub const IO_URING_QUEUE_DEPTH: u16 = 32;
 
+/// The largest WRITE the daemon takes (`max_write` at INIT), hence each io_uring entry's
+/// payload buffer.
+pub const MAX_WRITE: u32 = 1 << 20;
+
+/// What the io_uring queues' buffers may hold together at the default depth. Each entry
+/// keeps its payload buffer (`MAX_WRITE` and a page) resident once a request has filled it,
+/// and there is one queue per possible CPU: 32 entries on 64 CPUs would be 2 GiB.
+pub const IO_URING_BUFFER_BUDGET: u64 = 256 << 20;
+
+/// The default queue depth with `cpus` queues: [`IO_URING_QUEUE_DEPTH`], fewer where that
+/// would take the buffers past [`IO_URING_BUFFER_BUDGET`], and never fewer than 4.
+pub fn io_uring_default_depth(cpus: usize) -> u16 {
+    let entry = u64::from(MAX_WRITE) + 4096;
+    let fit = IO_URING_BUFFER_BUDGET / (cpus.max(1) as u64 * entry);
+    fit.clamp(4, u64::from(IO_URING_QUEUE_DEPTH)) as u16
+}
+
 /// A TTL in seconds: finite and not negative.
 pub fn parse_secs(v: f64) -> std::result::Result<Duration, String> {
     if v.is_finite() && v >= 0.0 {
@@ -418,7 +435,9 @@ impl DaemonOptions {
         c.clone_fd = true;
         if self.io_uring {
             c.io_uring_queue_depth =
-                Some(self.io_uring_queue_depth.unwrap_or(IO_URING_QUEUE_DEPTH));
+                Some(self.io_uring_queue_depth.unwrap_or_else(|| {
+                    io_uring_default_depth(fuser::possible_cpus().unwrap_or(1))
+                }));
         }
         c
     }
@@ -614,4 +633,27 @@ pub fn run(config: &Config, mountpoint: &Path, opts: DaemonOptions) -> Result<()
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     flushed.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_uring_default_depth_keeps_the_buffers_in_budget() {
+        // 32 entries of 1 MiB and a page on each CPU while they fit in 256 MiB
+        assert_eq!(io_uring_default_depth(1), 32);
+        assert_eq!(io_uring_default_depth(2), 32);
+        assert_eq!(io_uring_default_depth(7), 32);
+        assert_eq!(io_uring_default_depth(8), 31);
+        assert_eq!(io_uring_default_depth(16), 15);
+        // past that, fewer, down to 4 (64 CPUs: 256 MiB instead of 2 GiB)
+        assert_eq!(io_uring_default_depth(64), 4);
+        assert_eq!(io_uring_default_depth(256), 4);
+        assert_eq!(io_uring_default_depth(0), 32);
+        for cpus in 1..=63 {
+            let d = u64::from(io_uring_default_depth(cpus));
+            assert!(d * cpus as u64 * (u64::from(MAX_WRITE) + 4096) <= IO_URING_BUFFER_BUDGET);
+        }
+    }
 }

@@ -453,7 +453,9 @@ impl Drop for Pool {
     }
 }
 
-fn possible_cpus() -> io::Result<usize> {
+/// The CPUs the kernel may bring online (`/sys/devices/system/cpu/possible`): one io_uring
+/// queue is made for each.
+pub fn possible_cpus() -> io::Result<usize> {
     // "0-1", "0", "0-3,8-11": the kernel makes one queue per possible CPU
     let s = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
     let mut max = 0usize;
