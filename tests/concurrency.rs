@@ -66,11 +66,17 @@ fn rewrite_and_read_back(kind: Kind, cycles: usize) {
                     // the size after close is the one written (regression: on memory mounts
                     // an earlier upload's size, put late, stood for a TTL)
                     let len = fs::metadata(&p).unwrap().len();
-                    assert_eq!(
-                        len,
-                        data.len() as u64,
-                        "{kind:?} worker {w} cycle {n}: stat"
-                    );
+                    if len != data.len() as u64 {
+                        // what else was stale: the bytes now, and the size a moment later
+                        let read = fs::read(&p).map(|b| b.len());
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        let again = fs::metadata(&p).map(|m| m.len());
+                        panic!(
+                            "{kind:?} worker {w} cycle {n}: stat gave {len}, wrote {}; \
+                             a read then gave {read:?} bytes, a stat 100 ms later {again:?}",
+                            data.len()
+                        );
+                    }
                     let got = fs::read(&p).unwrap();
                     assert!(
                         got == data.as_bytes(),
