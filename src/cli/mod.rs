@@ -215,8 +215,9 @@ pub struct MountArgs {
     /// kernel does not offer it, the daemon warns and serves /dev/fuse.
     #[arg(long, env = "GENRO_STORAGE_IO_URING", value_parser = clap::builder::BoolishValueParser::new())]
     pub io_uring: bool,
-    /// Requests each io_uring queue holds at once (default 32, at most 1024); each entry
-    /// keeps a buffer of max_write (1 MiB) plus a page.
+    /// Requests each io_uring queue holds at once (at most 1024); each entry keeps a buffer
+    /// of max_write (1 MiB) plus a page. Default 32, fewer past 7 CPUs (the queues' buffers
+    /// stay under 256 MiB), at least 4.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub io_uring_queue_depth: Option<u16>,
 }

@@ -581,7 +581,8 @@ pub struct FuseConfig {
     pub metrics: Option<String>,
     /// Serve FUSE over io_uring where the kernel offers it (`--io-uring`).
     pub io_uring: Option<bool>,
-    /// Requests each io_uring queue holds at once, 1 to 1024 (default 32).
+    /// Requests each io_uring queue holds at once, 1 to 1024 (default 32, fewer past 7 CPUs
+    /// so that the queues' buffers stay under 256 MiB, at least 4).
     pub io_uring_queue_depth: Option<u16>,
 }
 
