@@ -484,9 +484,14 @@ pub fn check_mountpoint(mnt: &Path, nonempty: bool) -> Result<PathBuf> {
         ));
     }
     match std::fs::metadata(mnt) {
-        // ENOTCONN: the connection is gone; ECONNABORTED: a request was caught while the
-        // kernel tore it down (a killed daemon's io_uring queues end asynchronously)
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
+        // ENOTCONN: the connection is gone; ECONNABORTED or ECANCELED: a request was caught
+        // while the kernel tore it down (a killed daemon's connection ends asynchronously)
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
+            ) =>
+        {
             tracing::warn!(mountpoint = %mnt.display(), "clearing a stale mount left by a daemon that died");
             unmount(mnt, true).map_err(|e| {
                 mount_err(
