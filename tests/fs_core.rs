@@ -339,6 +339,54 @@ async fn unlinked_open_file_is_not_resurrected() {
     );
 }
 
+/// A late release uploads an open file's last writes while the file is unlinked or renamed
+/// on another thread: the upload lands before the change (and moves or goes with it) or
+/// after it (at the new name, or nowhere), never at the old name after the change.
+/// Regression: the upload resolved the path, the unlink or rename ran, and the upload then
+/// stored the file at the old name again (seen on memory mounts under the concurrency suite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_racing_an_unlink_or_a_rename_never_brings_the_name_back() {
+    let fs = std::sync::Arc::new(fs());
+    let m = mount_ino(&fs, "m").await;
+    for i in 0..1000 {
+        let (a, b) = (format!("a{i}"), format!("b{i}"));
+        let (ino, _, o) = fs
+            .create(m, n(&a), 0o644, 0, CREATE, Caller::daemon())
+            .await
+            .unwrap();
+        let data = format!("data {i}").repeat(1 + i % 50);
+        fs.write(ino, o.fh, 0, data.as_bytes()).await.unwrap();
+        let fs2 = fs.clone();
+        let release = tokio::spawn(async move { fs2.release(ino, o.fh).await });
+        let (fs3, a2, b2) = (fs.clone(), a.clone(), b.clone());
+        let change = tokio::spawn(async move {
+            match i % 2 {
+                0 => fs3.unlink(m, n(&a2)).await,
+                _ => fs3.rename(m, n(&a2), m, n(&b2), 0).await,
+            }
+        });
+        release.await.unwrap().unwrap();
+        let changed = change.await.unwrap();
+        let old = fs.lookup(m, n(&a)).await.map(|_| ()).map_err(|e| e.errno());
+        assert_eq!(
+            old,
+            Err(libc::ENOENT),
+            "round {i}: {a} is back after {} ({changed:?})",
+            if i % 2 == 0 {
+                "its unlink"
+            } else {
+                "its rename"
+            },
+        );
+        if i % 2 == 1 {
+            changed.unwrap();
+            let (moved, _) = fs.lookup(m, n(&b)).await.unwrap();
+            assert_eq!(read_file(&fs, moved).await, data.as_bytes(), "round {i}");
+            fs.unlink(m, n(&b)).await.unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn forget_bounds_the_inode_table() {
     let fs = fs();

@@ -276,5 +276,20 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.halt();
+        if std::thread::panicking() {
+            // a failing test keeps the daemon's log (GENRO_TEST_LOG=trace for every request)
+            let keep = std::env::temp_dir().join(format!(
+                "genro-daemon-{}-{}.log",
+                std::process::id(),
+                self.mnt
+                    .parent()
+                    .and_then(|d| d.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
+            if std::fs::copy(&self.log, &keep).is_ok() {
+                eprintln!("daemon log kept at {}", keep.display());
+            }
+        }
     }
 }

@@ -182,11 +182,39 @@ impl Fs {
         Ok(n as u32)
     }
 
+    /// Upload what `file` holds that the backend does not, at the path it is at once no
+    /// rename or unlink is changing it (nothing once unlinked). `verify`: the last close of
+    /// a writable memory file, compared with the object first (see `OpenFile::verify_direct`).
     pub(super) async fn upload(&self, ino: u64, file: &OpenFile, sync: bool) -> Result<()> {
-        let mp = self.open_path(ino);
+        self.upload_checked(ino, file, sync, false).await
+    }
+
+    async fn upload_checked(
+        &self,
+        ino: u64,
+        file: &OpenFile,
+        sync: bool,
+        verify: bool,
+    ) -> Result<()> {
+        let (_held, mp) = self.settled_path(ino, file).await;
+        if let (true, Some((_, p))) = (verify, &mp) {
+            file.verify_direct(p).await;
+        }
+        self.upload_held(ino, file, mp, sync).await
+    }
+
+    /// [`Fs::upload`] of a file whose path lock the caller holds, at `mp`.
+    pub(super) async fn upload_held(
+        &self,
+        ino: u64,
+        file: &OpenFile,
+        mp: Option<(usize, String)>,
+        sync: bool,
+    ) -> Result<()> {
         let uploaded = file
             .flush(mp.as_ref().map(|(_, p)| p.as_str()), sync)
             .await?;
+        tracing::trace!(ino, path = ?mp, uploaded, size = ?file.staged_size(), "upload");
         if let (true, Some((m, p))) = (uploaded, mp) {
             // The backend now holds what the daemon knows: no need to ask it again.
             self.listings.add(
@@ -233,27 +261,26 @@ impl Fs {
     pub async fn release(&self, ino: u64, fh: u64) -> Result<bool> {
         let h = self.handles.file(fh)?;
         let stale = h.writable && h.file.is_passthrough();
-        if h.writable && h.file.is_direct() {
-            // the kernel wrote it itself, through write(2) or a shared mapping: what changed
-            // is taken in now (see `OpenFile::absorb`)
-            if let Some((_, p)) = self.open_path(ino) {
-                h.file.verify_direct(&p).await;
-            }
+        // the kernel wrote a memory file itself, through write(2) or a shared mapping: what
+        // changed is taken in now (see `OpenFile::absorb` and `OpenFile::verify_direct`)
+        let verify = h.writable && h.file.is_direct();
+        if verify {
             h.pending.store(true, Ordering::Release);
         }
         // A handle uploads only its own writes since its last flush (writes through mmap
         // arrive after close): it must not upload another handle's half-written state (a
         // file just truncated by an open with O_TRUNC would reach the backend empty).
         let r = if h.pending.load(Ordering::Acquire) {
-            self.upload(ino, &h.file, false).await
+            self.upload_checked(ino, &h.file, false, verify).await
         } else {
             Ok(())
         };
         let last = self.handles.release(fh).is_some_and(|(_, last)| last);
+        tracing::trace!(ino, fh, last, path = ?self.open_path(ino), "release");
         if let (true, true, Some((m, p))) = (last, h.file.is_direct(), self.open_path(ino)) {
-            // A memory file's last release: the attributes the uploads of its handles put
-            // (outside the file's lock, so in any order) are dropped, and the next lookup
-            // asks the store, which costs no request. (Every other handle's release, and
+            // A memory file's last release: the attributes its uploads put (in order, under
+            // the file's path lock, but a lookup may have put the store's between them) are
+            // dropped, and the next lookup asks the store, which costs no request. (Every other handle's release, and
             // every flush, has ended by now; a new open file of the inode is asked first.)
             self.cache.invalidate(&Target::Path(m, p));
         }

@@ -5,6 +5,7 @@ mod attrs;
 mod dirs;
 mod host;
 mod io;
+mod moving;
 mod namespace;
 mod object;
 mod object_ns;
@@ -61,6 +62,8 @@ pub struct Fs {
     ns: std::sync::RwLock<()>,
     /// Per mount: which side of the core serves it.
     sides: Vec<Kind>,
+    /// Object mounts: the paths renames and unlinks are changing now.
+    moving: moving::Moving,
 }
 
 /// What an open asks for.
@@ -207,6 +210,7 @@ impl Fs {
             started: SystemTime::now(),
             ns: std::sync::RwLock::new(()),
             sides,
+            moving: moving::Moving::default(),
         })
     }
 

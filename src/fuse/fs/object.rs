@@ -291,6 +291,7 @@ impl Object<'_> {
             }
         };
         self.fs.inodes.open(ino);
+        tracing::trace!(ino, fh, p, writable, trunc, size = h.file.size(), "open");
         if let Some(first) = self.fs.cache.take_head(t) {
             // the bytes the lookup's request brought with the size used here
             // (a whole file only: a larger one's later ranges would come from the object as

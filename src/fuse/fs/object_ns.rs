@@ -234,7 +234,10 @@ impl Object<'_> {
         if meta.kind == FileType::Directory {
             return Err(Error::is_a_directory(self.ctx(p)));
         }
+        // no upload of the file stores it again once it is deleted (see `fs::moving`)
+        let _held = self.fs.hold_paths(self.m, &[p]).await;
         self.mount.delete_file(p).await?;
+        tracing::trace!(p, "unlinked object");
         self.keep_parent(p).await?;
         self.forget_path(t, p);
         Ok(())
@@ -282,13 +285,19 @@ impl Object<'_> {
             paths: [fp.to_string(), tp.to_string()],
         };
         forget.forget();
-        self.move_objects(from, to, fp, tp, flags).await?;
+        tracing::trace!(fp, tp, "rename");
+        // no upload of an open file below either path lands at a path the move changed,
+        // until the inode table knows the new paths (see `fs::moving`)
+        let (held, _mark) = self.fs.hold_paths(self.m, &[fp, tp]).await;
+        self.move_objects(from, to, fp, tp, flags, &held).await?;
+        tracing::trace!(fp, tp, "renamed objects");
         let fs = self.fs;
         fs.cache.invalidate_tree(self.m, fp);
         fs.cache.invalidate_tree(self.m, tp);
         fs.inodes.rename(self.m, fp, tp);
         fs.dirs.remove_tree(self.m, tp);
         fs.dirs.rename_tree(self.m, fp, tp);
+        drop(held);
         for parent in [from.parent(), to.parent()].into_iter().flatten() {
             self.touch_dir(&parent);
         }
@@ -302,6 +311,7 @@ impl Object<'_> {
         fp: &str,
         tp: &str,
         flags: u32,
+        held: &super::moving::Held,
     ) -> Result<()> {
         if flags & libc::RENAME_EXCHANGE != 0 {
             return Err(Error::new(
@@ -344,10 +354,13 @@ impl Object<'_> {
             }
         }
         // Dirty data of open files at or below the source reaches the backend first (the
-        // inodes known in the subtree, not every open file).
-        for ino in fs.inodes.subtree(self.m, fp) {
-            if let Some(f) = fs.handles.open_file(ino) {
-                fs.upload(ino, &f, false).await?;
+        // inodes known in the subtree, not every open file); those being replaced at the
+        // target are not uploaded.
+        for (ino, f) in &held.files {
+            if let Some((m, p)) = fs.open_path(*ino) {
+                if super::moving::within(&p, fp) {
+                    fs.upload_held(*ino, f, Some((m, p)), false).await?;
+                }
             }
         }
         if src_dir && mount.stat(fp).await?.is_none() {

@@ -105,10 +105,14 @@ impl OpenFile {
     /// The last close of a writable handle of a small memory file: a shared mapping may
     /// have changed pages without moving the file's times (a page written again after its
     /// first fault), and the store holds a copy of small files, not the file: compare them,
-    /// and make the file dirty when they differ. (A large file is the store's own: its
+    /// and make the file dirty when they differ. (Called with the file's path held, so that
+    /// `path` is the file's until its upload.) (A large file is the store's own: its
     /// pages are the object's.)
     pub async fn verify_direct(&self, path: &str) {
         let Some(d) = &self.direct else { return };
+        // no upload may change the store between reading the file and the object (an
+        // older copy of the file against a newer object would count as a change)
+        let _body = self.body.lock().await;
         self.absorb();
         let len = self.size.load(Ordering::Acquire);
         if d.is_dirty() || len >= MAP_MIN {
@@ -125,6 +129,7 @@ impl OpenFile {
             Ok(theirs) => theirs.as_ref() != mine.as_slice(),
             Err(_) => false,
         };
+        tracing::trace!(path, differs, len, "verify_direct");
         if differs {
             d.dirty.store(true, Ordering::Release);
             self.touched();

@@ -107,6 +107,9 @@ pub struct OpenFile {
     /// Serialises staging, writes and uploads of this one file (an async lock; unrelated
     /// files never wait on each other).
     body: tokio::sync::Mutex<Body>,
+    /// Held by an upload from resolving this file's path until the store holds its bytes,
+    /// and by a rename or unlink of the path (see `fs::moving`).
+    path_lock: Arc<tokio::sync::Mutex<()>>,
     /// Size as the kernel should see it while this file is open (kept outside the lock so
     /// that getattr never waits for an upload).
     size: AtomicU64,
@@ -168,6 +171,7 @@ impl OpenFile {
             direct: None,
             staged: std::sync::atomic::AtomicBool::new(matches!(body, Body::Staged { .. })),
             body: tokio::sync::Mutex::new(body),
+            path_lock: Arc::default(),
             size: AtomicU64::new(size),
             handles: AtomicUsize::new(0),
         }
@@ -237,6 +241,12 @@ impl OpenFile {
     /// not registered in the handle table).
     pub fn detached(mount: Arc<Mount>, size: u64, posix: PosixMeta) -> Self {
         OpenFile::new(mount, Body::Remote, size, posix)
+    }
+
+    /// Keep this file's path from changing under an upload, or uploads from storing at a
+    /// path being changed (see `fs::moving`).
+    pub async fn hold_path(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.path_lock.clone().lock_owned().await
     }
 
     /// The attributes the next upload carries.
