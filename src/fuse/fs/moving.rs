@@ -70,7 +70,8 @@ pub(super) struct Held {
 
 impl Fs {
     /// Mark `paths` of mount `m` as changing, then hold every upload of an open file at or
-    /// below them until both are dropped (the mark last: see the module's comment).
+    /// below them until both are dropped (in either order: an upload woken by the mark waits
+    /// on its file's path lock if the rename still holds it).
     pub(super) async fn hold_paths(&self, m: usize, paths: &[&str]) -> (Held, Mark<'_>) {
         let entries: Vec<(usize, String)> = paths.iter().map(|p| (m, p.to_string())).collect();
         self.moving.lock().extend(entries.iter().cloned());
